@@ -1,0 +1,338 @@
+"""Env files -> validated, typed, frozen settings.
+
+Layers, lowest to highest: ``envs/base.env`` < ``envs/<env>.env`` <
+``envs/<env>.local.env`` < the process environment. python-dotenv parses
+each file; this module turns what python-dotenv only warns about (malformed
+lines) or silently accepts (unset ``${VAR}``) into errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+from dotenv.variables import Literal, parse_variables
+
+from .errors import EnvtasksError
+from .masking import MASK, Masker, is_secret_key
+
+ENV_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+SETTING_PREFIX = "ENVTASKS_"
+PROCESS_ENVIRONMENT = "process environment"
+
+# Every setting envtasks knows, with its default ("" = unset).
+SETTING_DEFAULTS: Mapping[str, str] = {
+    "ENVTASKS_IMAGE": "",
+    "ENVTASKS_DOCKERFILE": "Dockerfile",
+    "ENVTASKS_CONTEXT": ".",
+    "ENVTASKS_BUILD_ARGS": "",
+    "ENVTASKS_REGISTRY_USERNAME": "",
+    "ENVTASKS_REGISTRY_PASSWORD": "",
+    "ENVTASKS_SECRETS": "",
+    "ENVTASKS_VERSION": "",
+}
+# Settings that only make sense per run, so only the process environment may give them.
+PROCESS_ONLY_SETTINGS = frozenset({"ENVTASKS_VERSION"})
+
+_REGISTRY_HOST = r"(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0-9]+|\[[0-9a-fA-F:]+\](?::[0-9]+)?)"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_REPOSITORY = re.compile(
+    rf"(?P<registry>{_REGISTRY_HOST})/(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+)
+BUILD_ARG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One resolved variable and the layer it came from."""
+
+    key: str
+    value: str
+    origin: str
+    secret: bool
+
+    @property
+    def shown(self) -> str:
+        return MASK if self.secret and self.value else self.value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything envtasks needs for one environment (or for the env-agnostic build)."""
+
+    root: Path
+    env: str | None
+    image: str
+    registry: str
+    dockerfile: Path
+    context: Path
+    build_args: tuple[tuple[str, str], ...]
+    registry_username: str
+    registry_password: str = field(repr=False)
+    process_version: str
+    settings: tuple[Entry, ...]
+    app: tuple[Entry, ...]
+    masker: Masker = field(repr=False)
+
+    def app_environment(self) -> dict[str, str]:
+        return {e.key: e.value for e in self.app}
+
+    def mask(self, text: str) -> str:
+        return self.masker(text)
+
+
+@dataclass(frozen=True)
+class _Raw:
+    value: str
+    origin: str
+    literal: bool  # single-quoted or from the process environment: no ${VAR} expansion
+    file: str
+
+
+def validate_env_name(name: str) -> str:
+    if not ENV_NAME.fullmatch(name or ""):
+        raise EnvtasksError(
+            f"invalid env name {name!r}: use lowercase letters, digits, '-' and '_', "
+            "starting with a letter or digit (e.g. --env=prod)"
+        )
+    return name
+
+
+def available_envs(envs_dir: Path) -> list[str]:
+    if not envs_dir.is_dir():
+        return []
+    names = []
+    for path in envs_dir.glob("*.env"):
+        stem = path.name[: -len(".env")]
+        if stem != "base" and not stem.endswith(".local") and ENV_NAME.fullmatch(stem):
+            names.append(stem)
+    return sorted(names)
+
+
+def _parse_file(path: Path, root: Path, environ: Mapping[str, str]) -> dict[str, _Raw]:
+    shown = _relative(path, root)
+    try:
+        # utf-8-sig drops a BOM; universal newlines turn CRLF files into plain lines.
+        with path.open(encoding="utf-8-sig", newline=None) as stream:
+            bindings = list(parse_stream(stream))
+    except UnicodeDecodeError as exc:
+        raise EnvtasksError(f"{shown}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise EnvtasksError(f"{shown}: cannot read ({exc.strerror})") from None
+    values: dict[str, _Raw] = {}
+    for binding in bindings:
+        line = binding.original.line
+        if binding.error:
+            # Only the part before '=' is shown: the rest may be a secret.
+            head = binding.original.string.strip().split("=", 1)[0][:40]
+            raise EnvtasksError(
+                f"{shown} line {line}: cannot parse the line starting {head!r}; "
+                "write KEY=VALUE and close every quote"
+            )
+        if binding.key is None:
+            continue
+        key = binding.key
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
+            raise EnvtasksError(f"{shown} line {line}: invalid key {key!r}; use letters, digits and '_'")
+        origin = f"{shown}:{line}"
+        if binding.value is None:
+            # A bare KEY passes the process environment's value through, as in Compose.
+            if key not in environ:
+                raise EnvtasksError(
+                    f"{shown} line {line}: {key} has no value and is not set in the process "
+                    f"environment; write {key}=VALUE (or {key}= for empty)"
+                )
+            values[key] = _Raw(environ[key], PROCESS_ENVIRONMENT, True, shown)
+            continue
+        raw = binding.original.string.split("=", 1)[1].lstrip()
+        values[key] = _Raw(binding.value, origin, raw.startswith("'"), shown)
+    return values
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _interpolate(merged: dict[str, _Raw], environ: Mapping[str, str]) -> dict[str, str]:
+    resolved: dict[str, str] = {}
+
+    def resolve(key: str, chain: tuple[str, ...]) -> str:
+        if key in resolved:
+            return resolved[key]
+        raw = merged[key]
+        if raw.literal:
+            resolved[key] = raw.value
+            return raw.value
+        parts = []
+        for atom in parse_variables(raw.value):
+            if isinstance(atom, Literal):
+                parts.append(atom.value)
+                continue
+            name, default = atom.name, atom.default
+            if name in chain:
+                cycle = " -> ".join((*chain, key, name))
+                raise EnvtasksError(f"{raw.file}: ${{{name}}} refers to itself ({cycle})")
+            # KEY=${KEY:-x} means "the process environment's KEY, else x", not a loop.
+            declared = name in merged and name != key
+            if declared:
+                value = resolve(name, (*chain, key))
+            elif name in environ:
+                value = environ[name]
+            else:
+                value = ""
+            if value == "" and default is not None:
+                value = default
+            elif not declared and name not in environ:
+                raise EnvtasksError(
+                    f"{raw.file}: {key} uses ${{{name}}} but {name} is set in no env file and "
+                    f"not in the process environment; set it or write ${{{name}:-default}}"
+                )
+            parts.append(value)
+        resolved[key] = "".join(parts)
+        return resolved[key]
+
+    for key in merged:
+        resolve(key, ())
+    return resolved
+
+
+def _unknown_setting(key: str, where: str) -> EnvtasksError:
+    known = sorted(SETTING_DEFAULTS)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "known settings: " + ", ".join(known)
+    return EnvtasksError(f"{where}: unknown setting {key}; {hint}")
+
+
+def load_settings(root: Path, env: str | None, environ: Mapping[str, str]) -> Settings:
+    """Read the layers for ``env`` (or only ``base.env`` when env is None) and validate them."""
+    root = root.resolve()
+    envs_dir = root / "envs"
+    layers: list[Path] = []
+    base = envs_dir / "base.env"
+    if base.is_file():
+        layers.append(base)
+    if env is not None:
+        validate_env_name(env)
+        env_file = envs_dir / f"{env}.env"
+        if not env_file.is_file():
+            existing = available_envs(envs_dir)
+            listing = ", ".join(existing) if existing else f"none: create {_relative(envs_dir, root)}/{env}.env"
+            raise EnvtasksError(f"unknown env {env!r}; envs that exist: {listing}")
+        layers.append(env_file)
+        local = envs_dir / f"{env}.local.env"
+        if local.is_file():
+            layers.append(local)
+
+    merged: dict[str, _Raw] = {}
+    for path in layers:
+        for key, raw in _parse_file(path, root, environ).items():
+            if key.startswith(SETTING_PREFIX) and key not in SETTING_DEFAULTS:
+                raise _unknown_setting(key, f"{raw.file} line {raw.origin.rsplit(':', 1)[-1]}")
+            if key in PROCESS_ONLY_SETTINGS:
+                raise EnvtasksError(
+                    f"{raw.origin}: {key} may only come from the process environment or --version"
+                )
+            merged[key] = raw
+    for key, value in environ.items():
+        if key.startswith(SETTING_PREFIX):
+            if key not in SETTING_DEFAULTS:
+                raise _unknown_setting(key, PROCESS_ENVIRONMENT)
+            merged[key] = _Raw(value, PROCESS_ENVIRONMENT, True, PROCESS_ENVIRONMENT)
+        elif key in merged:
+            merged[key] = _Raw(value, PROCESS_ENVIRONMENT, True, PROCESS_ENVIRONMENT)
+
+    values = _interpolate(merged, environ)
+    extra_secrets = [k.strip() for k in values.get("ENVTASKS_SECRETS", "").split(",") if k.strip()]
+    entries = [
+        Entry(key, values[key], merged[key].origin, is_secret_key(key, extra_secrets))
+        for key in merged
+    ]
+    masker = Masker.of(e.value for e in entries if e.secret)
+    settings_entries = tuple(sorted((e for e in entries if e.key.startswith(SETTING_PREFIX)), key=lambda e: e.key))
+    app_entries = tuple(sorted((e for e in entries if not e.key.startswith(SETTING_PREFIX)), key=lambda e: e.key))
+
+    def setting(key: str) -> str:
+        return values.get(key, SETTING_DEFAULTS[key])
+
+    def origin(key: str) -> str:
+        return merged[key].origin if key in merged else "default"
+
+    image = setting("ENVTASKS_IMAGE").strip()
+    registry = _validate_image(image, origin("ENVTASKS_IMAGE"), env)
+    dockerfile = _inside_project(root, setting("ENVTASKS_DOCKERFILE"), "ENVTASKS_DOCKERFILE", origin)
+    context = _inside_project(root, setting("ENVTASKS_CONTEXT"), "ENVTASKS_CONTEXT", origin)
+    build_args = _parse_build_args(setting("ENVTASKS_BUILD_ARGS"), origin("ENVTASKS_BUILD_ARGS"))
+    masker = masker.merged(Masker.of(v for k, v in build_args if is_secret_key(k, extra_secrets)))
+    return Settings(
+        root=root,
+        env=env,
+        image=image,
+        registry=registry,
+        dockerfile=dockerfile,
+        context=context,
+        build_args=build_args,
+        registry_username=setting("ENVTASKS_REGISTRY_USERNAME"),
+        registry_password=setting("ENVTASKS_REGISTRY_PASSWORD"),
+        process_version=environ.get("ENVTASKS_VERSION", ""),
+        settings=settings_entries,
+        app=app_entries,
+        masker=masker,
+    )
+
+
+def _validate_image(image: str, origin: str, env: str | None) -> str:
+    where = f"envs/{env}.env" if env else "envs/base.env"
+    if not image:
+        raise EnvtasksError(
+            f"ENVTASKS_IMAGE is not set; add e.g. ENVTASKS_IMAGE=localhost:5000/shop to {where}"
+        )
+    repository = image.split("@")[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    if repository != image:
+        raise EnvtasksError(
+            f"{origin}: ENVTASKS_IMAGE={image!r} must be a repository without tag or digest "
+            f"(e.g. {repository}); envtasks tags it with the version"
+        )
+    match = IMAGE_REPOSITORY.fullmatch(image)
+    if match is None:
+        first = image.split("/")[0]
+        if "/" not in image or not ("." in first or ":" in first or first == "localhost"):
+            raise EnvtasksError(
+                f"{origin}: ENVTASKS_IMAGE={image!r} must include the registry host, "
+                "e.g. localhost:5000/shop or registry.example.com/team/shop"
+            )
+        raise EnvtasksError(
+            f"{origin}: ENVTASKS_IMAGE={image!r} is not a valid image repository; use lowercase "
+            "letters, digits and '.', '_', '-' separators, e.g. localhost:5000/shop"
+        )
+    return match.group("registry")
+
+
+def _inside_project(root: Path, value: str, key: str, origin: Callable[[str], str]) -> Path:
+    path = (root / value).resolve()
+    if not path.is_relative_to(root):
+        raise EnvtasksError(f"{origin(key)}: {key}={value!r} points outside the project {root}")
+    return path
+
+
+def _parse_build_args(text: str, origin: str) -> tuple[tuple[str, str], ...]:
+    args = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not BUILD_ARG_KEY.fullmatch(key.strip()):
+            raise EnvtasksError(
+                f"{origin}: ENVTASKS_BUILD_ARGS item {key.strip()[:40]!r} must be KEY=VALUE "
+                "(comma-separated)"
+            )
+        args.append((key.strip(), value))
+    return tuple(args)
