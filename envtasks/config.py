@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv.parser import parse_stream
-from dotenv.variables import Literal, parse_variables
+from dotenv.variables import Literal, Variable, parse_variables
 
 from .errors import EnvtasksError
 from .masking import MASK, Masker, is_secret_key
@@ -120,7 +120,9 @@ def _parse_file(path: Path, root: Path, environ: Mapping[str, str]) -> dict[str,
         with path.open(encoding="utf-8-sig", newline=None) as stream:
             bindings = list(parse_stream(stream))
     except UnicodeDecodeError as exc:
-        raise EnvtasksError(f"{shown}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise EnvtasksError(
+            f"{shown}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     except OSError as exc:
         raise EnvtasksError(f"{shown}: cannot read ({exc.strerror})") from None
     values: dict[str, _Raw] = {}
@@ -137,7 +139,9 @@ def _parse_file(path: Path, root: Path, environ: Mapping[str, str]) -> dict[str,
             continue
         key = binding.key
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key):
-            raise EnvtasksError(f"{shown} line {line}: invalid key {key!r}; use letters, digits and '_'")
+            raise EnvtasksError(
+                f"{shown} line {line}: invalid key {key!r}; use letters, digits and '_'"
+            )
         origin = f"{shown}:{line}"
         if binding.value is None:
             # A bare KEY passes the process environment's value through, as in Compose.
@@ -175,6 +179,7 @@ def _interpolate(merged: dict[str, _Raw], environ: Mapping[str, str]) -> dict[st
             if isinstance(atom, Literal):
                 parts.append(atom.value)
                 continue
+            assert isinstance(atom, Variable)
             name, default = atom.name, atom.default
             if name in chain:
                 cycle = " -> ".join((*chain, key, name))
@@ -223,7 +228,11 @@ def load_settings(root: Path, env: str | None, environ: Mapping[str, str]) -> Se
         env_file = envs_dir / f"{env}.env"
         if not env_file.is_file():
             existing = available_envs(envs_dir)
-            listing = ", ".join(existing) if existing else f"none: create {_relative(envs_dir, root)}/{env}.env"
+            listing = (
+                ", ".join(existing)
+                if existing
+                else f"none: create {_relative(envs_dir, root)}/{env}.env"
+            )
             raise EnvtasksError(f"unknown env {env!r}; envs that exist: {listing}")
         layers.append(env_file)
         local = envs_dir / f"{env}.local.env"
@@ -255,8 +264,12 @@ def load_settings(root: Path, env: str | None, environ: Mapping[str, str]) -> Se
         for key in merged
     ]
     masker = Masker.of(e.value for e in entries if e.secret)
-    settings_entries = tuple(sorted((e for e in entries if e.key.startswith(SETTING_PREFIX)), key=lambda e: e.key))
-    app_entries = tuple(sorted((e for e in entries if not e.key.startswith(SETTING_PREFIX)), key=lambda e: e.key))
+    settings_entries = tuple(
+        sorted((e for e in entries if e.key.startswith(SETTING_PREFIX)), key=lambda e: e.key)
+    )
+    app_entries = tuple(
+        sorted((e for e in entries if not e.key.startswith(SETTING_PREFIX)), key=lambda e: e.key)
+    )
 
     def setting(key: str) -> str:
         return values.get(key, SETTING_DEFAULTS[key])
@@ -266,7 +279,9 @@ def load_settings(root: Path, env: str | None, environ: Mapping[str, str]) -> Se
 
     image = setting("ENVTASKS_IMAGE").strip()
     registry = _validate_image(image, origin("ENVTASKS_IMAGE"), env)
-    dockerfile = _inside_project(root, setting("ENVTASKS_DOCKERFILE"), "ENVTASKS_DOCKERFILE", origin)
+    dockerfile = _inside_project(
+        root, setting("ENVTASKS_DOCKERFILE"), "ENVTASKS_DOCKERFILE", origin
+    )
     context = _inside_project(root, setting("ENVTASKS_CONTEXT"), "ENVTASKS_CONTEXT", origin)
     build_args = _parse_build_args(setting("ENVTASKS_BUILD_ARGS"), origin("ENVTASKS_BUILD_ARGS"))
     masker = masker.merged(Masker.of(v for k, v in build_args if is_secret_key(k, extra_secrets)))

@@ -15,7 +15,8 @@ def describe(settings: Settings) -> dict[str, object]:
 
     def rows(entries: tuple[Entry, ...]) -> list[dict[str, object]]:
         return [
-            {"key": e.key, "value": e.shown, "origin": e.origin, "secret": e.secret} for e in entries
+            {"key": e.key, "value": e.shown, "origin": e.origin, "secret": e.secret}
+            for e in entries
         ]
 
     given = {e.key for e in settings.settings}
@@ -38,7 +39,9 @@ def render_text(description: dict[str, object]) -> list[str]:
         entries = description[section]
         assert isinstance(entries, list)
         width = max((len(f"{e['key']}={e['value']}") for e in entries), default=0)
-        lines.extend(f"  {e['key']}={e['value']}".ljust(width + 4) + f"# {e['origin']}" for e in entries)
+        lines.extend(
+            f"  {e['key']}={e['value']}".ljust(width + 4) + f"# {e['origin']}" for e in entries
+        )
     return lines
 
 

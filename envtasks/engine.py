@@ -65,7 +65,11 @@ class RegistryAuth:
     def config(self) -> dict[str, str] | None:
         if not self.username:
             return None
-        return {"username": self.username, "password": self.password, "serveraddress": self.registry}
+        return {
+            "username": self.username,
+            "password": self.password,
+            "serveraddress": self.registry,
+        }
 
 
 @contextmanager
@@ -146,7 +150,8 @@ class Engine:
                 raise EnvtasksError(f"building {step.ref} failed: the engine reported no image")
 
     def _build_with_cli(self, step: BuildImage, say: Say) -> None:
-        argv = cli_argv(step, step.context)
+        docker_cli, build_words = buildkit_cli()
+        argv = [docker_cli, *build_words, *cli_argv(step, step.context)[2:]]
         env = {**os.environ, **cli_environment(step), "DOCKER_HOST": self.address}
         try:
             process = subprocess.Popen(
@@ -158,9 +163,9 @@ class Engine:
                 text=True,
                 errors="replace",
             )
-        except FileNotFoundError:
+        except OSError as exc:
             raise EnvtasksError(
-                "this Dockerfile needs BuildKit, which needs the docker CLI; install it (docker.io)"
+                f"cannot run {docker_cli} for a BuildKit build: {exc.strerror}"
             ) from None
         assert process.stdout is not None
         last_lines: list[str] = []
@@ -189,7 +194,9 @@ class Engine:
 
     def require_image(self, ref: str, hint: str) -> None:
         if not self.image_exists(ref):
-            raise EnvtasksError(f"image {ref} does not exist on the engine at {self.address}; {hint}")
+            raise EnvtasksError(
+                f"image {ref} does not exist on the engine at {self.address}; {hint}"
+            )
 
     def tag(self, source: str, target: str) -> None:
         repository, _, tag = target.rpartition(":")
@@ -233,7 +240,9 @@ class Engine:
                         f"{failure.message}; {_registry_hint(failure.message, auth.registry)}"
                     ) from None
                 delay = 0.5 * 2 ** (attempt - 1)
-                say(f"push: {failure.message} (transient; retrying in {delay:g}s, attempt {attempt + 1}/{PUSH_ATTEMPTS})")
+                say(
+                    f"push: {failure.message} (transient; retrying in {delay:g}s, attempt {attempt + 1}/{PUSH_ATTEMPTS})"
+                )
                 sleep(delay)
         registry_digest = self.registry_digest(ref, auth)
         if pushed_digest and pushed_digest != registry_digest:
@@ -259,7 +268,9 @@ class Engine:
                 digest = chunk.get("aux", {}).get("Digest", digest)
                 progress.update(chunk)
         except docker.errors.ImageNotFound:
-            raise EnvtasksError(f"cannot push {ref}: no such image on {self.address}; build it first") from None
+            raise EnvtasksError(
+                f"cannot push {ref}: no such image on {self.address}; build it first"
+            ) from None
         except docker.errors.APIError as exc:
             raise _PushFailed(str(exc.explanation or exc)) from None
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
@@ -284,6 +295,41 @@ class Engine:
         if not digest.startswith("sha256:"):
             raise EnvtasksError(f"the registry returned no digest for {ref}")
         return digest
+
+
+def buildkit_cli() -> tuple[str, list[str]]:
+    """A docker CLI on PATH that can build with BuildKit, and the words that start such a build.
+
+    docker-py only speaks the classic builder. CLIs from 23 on need the buildx
+    plugin for BuildKit; older ones have it built in behind DOCKER_BUILDKIT=1.
+    """
+    candidates = [Path(d) / "docker" for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    for cli in dict.fromkeys(c for c in candidates if os.access(c, os.X_OK)):
+        if _quiet_ok([str(cli), "buildx", "version"]):
+            return str(cli), ["buildx", "build", "--load"]
+        version = _quiet_output([str(cli), "version", "--format", "{{.Client.Version}}"])
+        major = version.split(".")[0]
+        if major.isdigit() and int(major) < 23:
+            return str(cli), ["build"]
+    raise EnvtasksError(
+        "this Dockerfile needs BuildKit (it uses '# syntax=', 'RUN --mount' or a heredoc), "
+        "and no docker CLI on PATH can build with it; install the docker buildx plugin"
+    )
+
+
+def _quiet_ok(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _quiet_output(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
 
 
 class _PushFailed(Exception):

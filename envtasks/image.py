@@ -15,7 +15,9 @@ ENV_HELP = "environment whose env files to read (default: envs/base.env only)"
 VERSION_HELP = "image tag (default: ENVTASKS_VERSION, else the git commit)"
 
 
-@envtask(help={"version": VERSION_HELP, "no-cache": "build without the layer cache", "env": ENV_HELP})
+@envtask(
+    help={"version": VERSION_HELP, "no-cache": "build without the layer cache", "env": ENV_HELP}
+)
 def build(c: Context, version: str = "", no_cache: bool = False, env: str = "") -> None:
     """Build <ENVTASKS_IMAGE>:<version>, environment-agnostic, with OCI labels."""
     with open_run(c, env or None) as run:
@@ -29,10 +31,14 @@ def build(c: Context, version: str = "", no_cache: bool = False, env: str = "") 
             ) from None
         created = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         labels = image_labels(tag, git_revision(run.root), created, git_source(run.root))
-        run.execute(plan_build(run.settings, tag, labels, no_cache, needs_buildkit(dockerfile_text)))
+        run.execute(
+            plan_build(run.settings, tag, labels, no_cache, needs_buildkit(dockerfile_text))
+        )
 
 
-@envtask(help={"tag": "the extra tag to add, e.g. latest", "version": VERSION_HELP, "env": ENV_HELP})
+@envtask(
+    help={"tag": "the extra tag to add, e.g. latest", "version": VERSION_HELP, "env": ENV_HELP}
+)
 def tag(c: Context, tag: str = "", version: str = "", env: str = "") -> None:
     """Add tag T to <ENVTASKS_IMAGE>:<version>."""
     if not tag:

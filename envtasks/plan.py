@@ -122,7 +122,14 @@ def cli_argv(step: Step, cwd: Path) -> list[str]:
     """The docker CLI command for a step, as an argv list (never a shell string)."""
     match step:
         case BuildImage():
-            argv = ["docker", "build", "--file", _display_path(step.dockerfile, cwd), "--tag", step.ref]
+            argv = [
+                "docker",
+                "build",
+                "--file",
+                _display_path(step.dockerfile, cwd),
+                "--tag",
+                step.ref,
+            ]
             for key, value in step.labels:
                 argv += ["--label", f"{key}={value}"]
             for key, value in step.build_args:
@@ -134,7 +141,14 @@ def cli_argv(step: Step, cwd: Path) -> list[str]:
         case TagImage():
             return ["docker", "image", "tag", step.source, step.target]
         case Login():
-            return ["docker", "login", step.registry, "--username", step.username, "--password-stdin"]
+            return [
+                "docker",
+                "login",
+                step.registry,
+                "--username",
+                step.username,
+                "--password-stdin",
+            ]
         case PushImage():
             return ["docker", "image", "push", step.ref]
     raise AssertionError(f"unknown step {step!r}")
@@ -148,4 +162,5 @@ def cli_environment(step: Step) -> Mapping[str, str]:
 
 def render(step: Step, cwd: Path, masker: Masker) -> str:
     prefix = "".join(f"{k}={v} " for k, v in cli_environment(step).items())
-    return masker(prefix + shlex.join(cli_argv(step, cwd)))
+    # Mask each word before quoting: quoting could split a secret so it no longer matches.
+    return prefix + shlex.join(masker(word) for word in cli_argv(step, cwd))

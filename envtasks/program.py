@@ -10,4 +10,6 @@ from . import make_namespace
 
 
 def main() -> None:
-    Program(namespace=make_namespace(), name="envtasks", binary="envtasks", version=version("envtasks")).run()
+    Program(
+        namespace=make_namespace(), name="envtasks", binary="envtasks", version=version("envtasks")
+    ).run()

@@ -107,11 +107,14 @@ class Run:
                 result = self._carry_out(step)
             except EnvtasksError as exc:
                 if pushed:
-                    raise EnvtasksError(f"{exc.message} (already pushed: {', '.join(pushed)})") from None
+                    raise EnvtasksError(
+                        f"{exc.message} (already pushed: {', '.join(pushed)})"
+                    ) from None
                 raise
             if isinstance(step, PushImage):
                 pushed.append(f"{step.ref}@{result}")
-                self.say(f"pushed {step.ref}@{result}")
+                # The bare reference on its own line, for scripts to capture.
+                self.say(f"{step.ref}@{result}")
 
     def _carry_out(self, step: Step) -> str | None:
         engine = self.engine()

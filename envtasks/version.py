@@ -37,10 +37,14 @@ def _git(root: Path, *args: str) -> bytes:
             ["git", "-C", str(root), *args], capture_output=True, check=False, timeout=60
         )
     except FileNotFoundError:
-        raise EnvtasksError(f"git is not installed, so no version can be computed; {HOW_TO_GIVE}") from None
+        raise EnvtasksError(
+            f"git is not installed, so no version can be computed; {HOW_TO_GIVE}"
+        ) from None
     if done.returncode != 0:
         reason = (done.stderr.decode(errors="replace").strip() or "git failed").splitlines()[0]
-        raise EnvtasksError(f"cannot compute a version from git in {root} ({reason}); {HOW_TO_GIVE}")
+        raise EnvtasksError(
+            f"cannot compute a version from git in {root} ({reason}); {HOW_TO_GIVE}"
+        )
     return done.stdout
 
 

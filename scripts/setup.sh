@@ -54,12 +54,12 @@ YML
   wait_for 30 registry curl -fsS http://127.0.0.1:5000/v2/
 fi
 
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-  echo "setup: making $BASE_IMAGE with debootstrap (about 30 s)"
+if ! docker run --rm "$BASE_IMAGE" python3 -c 'import http.server, json' >/dev/null 2>&1; then
+  echo "setup: making $BASE_IMAGE with debootstrap (about a minute)"
   mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
            | grep -v security | head -n1 | sed -E 's/^URIs: *//; s/^deb (\[[^]]*\] )?//; s/ .*//' || true)
   rootfs=$(mktemp -d)
-  debootstrap --variant=minbase --include=python3-minimal bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" \
+  debootstrap --variant=minbase --include=python3-minimal,libpython3.11-stdlib bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" \
     >"$STATE/debootstrap.log" 2>&1
   tar -C "$rootfs" -c . | docker import -c 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
   rm -rf "$rootfs"
