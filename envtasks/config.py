@@ -9,7 +9,9 @@ lines) or silently accepts (unset ``${VAR}``) into errors.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,13 @@ SETTING_DEFAULTS: Mapping[str, str] = {
     "ENVTASKS_REGISTRY_PASSWORD": "",
     "ENVTASKS_SECRETS": "",
     "ENVTASKS_VERSION": "",
+    "ENVTASKS_NAME": "",
+    "ENVTASKS_PORTS": "",
+    "ENVTASKS_HEALTHCHECK": "",
+    "ENVTASKS_HEALTH_TIMEOUT": "30",
+    "ENVTASKS_HEALTH_GRACE": "5",
+    "ENVTASKS_KEEP": "5",
+    "ENVTASKS_DOCKER_HOST": "",
 }
 # Settings that only make sense per run, so only the process environment may give them.
 PROCESS_ONLY_SETTINGS = frozenset({"ENVTASKS_VERSION"})
@@ -44,6 +53,15 @@ IMAGE_REPOSITORY = re.compile(
     rf"(?P<registry>{_REGISTRY_HOST})/(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
 )
 BUILD_ARG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CONTAINER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+PORT_SPEC = re.compile(
+    r"(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>[0-9]{1,5}):(?P<container>[0-9]{1,5})"
+    r"(?:/(?P<proto>tcp|udp))?"
+)
+HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
+DOCKER_HOST = re.compile(
+    r"unix:///\S+|tcp://[A-Za-z0-9.-]+:[0-9]+|ssh://(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(?::[0-9]+)?"
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,47 @@ class Entry:
     @property
     def shown(self) -> str:
         return MASK if self.secret and self.value else self.value
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One published port, ``[ip:]host:container[/protocol]``."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+
+    def __str__(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        proto = "" if self.protocol == "tcp" else f"/{self.protocol}"
+        return f"{ip}{self.host_port}:{self.container_port}{proto}"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How a new release proves itself: an HTTP path, a command, or the image's own check."""
+
+    path: str = ""  # HTTP GET through the first published port must answer 2xx
+    command: tuple[str, ...] = ()  # run inside the container (no shell) must exit 0
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"GET {self.path}"
+        if self.command:
+            return "cmd: " + shlex.join(self.command)
+        return "the image's HEALTHCHECK, else running for the grace period"
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    name: str
+    ports: tuple[PortSpec, ...]
+    health: HealthCheck
+    health_timeout: float
+    health_grace: float
+    keep: int
+    docker_hosts: tuple[str, ...]  # empty: the local engine (DOCKER_HOST or the default socket)
 
 
 @dataclass(frozen=True)
@@ -77,6 +136,7 @@ class Settings:
     settings: tuple[Entry, ...]
     app: tuple[Entry, ...]
     masker: Masker = field(repr=False)
+    deploy: DeploySettings
 
     def app_environment(self) -> dict[str, str]:
         return {e.key: e.value for e in self.app}
@@ -299,7 +359,111 @@ def load_settings(root: Path, env: str | None, environ: Mapping[str, str]) -> Se
         settings=settings_entries,
         app=app_entries,
         masker=masker,
+        deploy=_deploy_settings(image, setting, origin),
     )
+
+
+def _deploy_settings(
+    image: str, setting: Callable[[str], str], origin: Callable[[str], str]
+) -> DeploySettings:
+    name = setting("ENVTASKS_NAME").strip() or image.rsplit("/", 1)[-1]
+    if not CONTAINER_NAME.fullmatch(name):
+        raise EnvtasksError(
+            f"{origin('ENVTASKS_NAME')}: ENVTASKS_NAME={name[:60]!r} must be lowercase letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    ports = tuple(
+        parse_port(item.strip(), origin("ENVTASKS_PORTS"))
+        for item in setting("ENVTASKS_PORTS").split(",")
+        if item.strip()
+    )
+    health = _parse_health(setting("ENVTASKS_HEALTHCHECK").strip(), origin("ENVTASKS_HEALTHCHECK"))
+    if health.path and not any(p.protocol == "tcp" for p in ports):
+        raise EnvtasksError(
+            f"{origin('ENVTASKS_HEALTHCHECK')}: ENVTASKS_HEALTHCHECK={health.path} is probed "
+            "through the first published port, but ENVTASKS_PORTS publishes none"
+        )
+    hosts = tuple(h.strip() for h in setting("ENVTASKS_DOCKER_HOST").split(",") if h.strip())
+    for host in hosts:
+        if not DOCKER_HOST.fullmatch(host):
+            raise EnvtasksError(
+                f"{origin('ENVTASKS_DOCKER_HOST')}: ENVTASKS_DOCKER_HOST item {host[:80]!r} must be "
+                "unix:///path, tcp://host:port or ssh://[user@]host[:port]"
+            )
+    return DeploySettings(
+        name=name,
+        ports=ports,
+        health=health,
+        health_timeout=_number(setting, origin, "ENVTASKS_HEALTH_TIMEOUT", 1, 3600),
+        health_grace=_number(setting, origin, "ENVTASKS_HEALTH_GRACE", 0, 600),
+        keep=int(_number(setting, origin, "ENVTASKS_KEEP", 1, 100, integer=True)),
+        docker_hosts=hosts,
+    )
+
+
+def parse_port(spec: str, origin: str) -> PortSpec:
+    match = PORT_SPEC.fullmatch(spec)
+    problem = "" if match else "use [ip:]host:container, e.g. 127.0.0.1:8080:8080"
+    if match:
+        host_port, container_port = int(match["host"]), int(match["container"])
+        if not (1 <= host_port <= 65535 and 1 <= container_port <= 65535):
+            problem = "ports must be between 1 and 65535"
+        elif match["ip"] and not _is_ip(match["ip"].strip("[]")):
+            problem = f"{match['ip']} is not an IP address"
+    if problem:
+        raise EnvtasksError(f"{origin}: ENVTASKS_PORTS item {spec[:60]!r} is invalid; {problem}")
+    assert match is not None
+    return PortSpec(
+        (match["ip"] or "").strip("[]"), host_port, container_port, match["proto"] or "tcp"
+    )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_health(text: str, origin: str) -> HealthCheck:
+    if not text:
+        return HealthCheck()
+    if text.startswith("cmd:"):
+        try:
+            argv = tuple(shlex.split(text[4:]))
+        except ValueError as exc:
+            raise EnvtasksError(f"{origin}: ENVTASKS_HEALTHCHECK command: {exc}") from None
+        if not argv:
+            raise EnvtasksError(f"{origin}: ENVTASKS_HEALTHCHECK=cmd: needs a command")
+        return HealthCheck(command=argv)
+    if not HEALTH_PATH.fullmatch(text):
+        raise EnvtasksError(
+            f"{origin}: ENVTASKS_HEALTHCHECK={text[:60]!r} must be an HTTP path like /healthz "
+            "or cmd:<command>"
+        )
+    return HealthCheck(path=text)
+
+
+def _number(
+    setting: Callable[[str], str],
+    origin: Callable[[str], str],
+    key: str,
+    low: float,
+    high: float,
+    integer: bool = False,
+) -> float:
+    text = setting(key).strip()
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = None
+    if value is None or not (low <= value <= high) or value != value:
+        kind = "a whole number" if integer else "a number of seconds"
+        raise EnvtasksError(
+            f"{origin(key)}: {key}={text[:40]!r} must be {kind} from {low:g} to {high:g}"
+        )
+    return float(value)
 
 
 def _validate_image(image: str, origin: str, env: str | None) -> str:

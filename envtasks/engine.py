@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,19 @@ import requests.exceptions
 
 from .errors import EnvtasksError
 from .plan import BuildImage, cli_argv, cli_environment
+from .release import (
+    APP_LABEL,
+    CONFIG_LABEL,
+    DEPLOYED_AT_LABEL,
+    DIGEST_LABEL,
+    ENV_LABEL,
+    IMAGE_LABEL,
+    RESTART_POLICY,
+    REVISION_LABEL,
+    VERSION_LABEL,
+    CreateContainer,
+    Release,
+)
 
 Say = Callable[[str], None]
 
@@ -44,6 +57,7 @@ _TRANSIENT = (
     "no such host",
 )
 PUSH_ATTEMPTS = 4
+LOCK_IMAGE = "envtasks/lock:1"
 PROGRESS_EVERY_SECONDS = 2.0
 
 
@@ -54,6 +68,13 @@ def is_transient(message: str) -> bool:
 
 def default_docker_host() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def is_local_address(address: str) -> bool:
+    """An engine on this machine, whose local images a deploy may use."""
+    return address.startswith(("unix://", "npipe://")) or address.startswith(
+        ("tcp://127.", "tcp://localhost:")
+    )
 
 
 @dataclass(frozen=True)
@@ -295,6 +316,224 @@ class Engine:
         if not digest.startswith("sha256:"):
             raise EnvtasksError(f"the registry returned no digest for {ref}")
         return digest
+
+    # -- containers ---------------------------------------------------------
+
+    def list_releases(self, app: str, env: str) -> list[Release]:
+        filters = {"label": [f"{APP_LABEL}={app}", f"{ENV_LABEL}={env}"]}
+        with _engine_errors(self.address, "listing releases"):
+            containers = self._client.api.containers(all=True, filters=filters)
+        releases = []
+        for info in containers:
+            labels = info.get("Labels") or {}
+            releases.append(
+                Release(
+                    name=info["Names"][0].lstrip("/"),
+                    version=labels.get(VERSION_LABEL, ""),
+                    digest=labels.get(DIGEST_LABEL, ""),
+                    deployed_at=labels.get(DEPLOYED_AT_LABEL, ""),
+                    revision=labels.get(REVISION_LABEL, ""),
+                    running=info.get("State") == "running",
+                    container_id=info["Id"],
+                    config=labels.get(CONFIG_LABEL, ""),
+                    image_id=info.get("ImageID", ""),
+                    ref=labels.get(IMAGE_LABEL, ""),
+                )
+            )
+        return releases
+
+    def pull(self, ref: str, auth: RegistryAuth, say: Say) -> None:
+        with _engine_errors(self.address, f"pulling {ref}"):
+            try:
+                stream = self._client.api.pull(
+                    ref, stream=True, decode=True, auth_config=auth.config()
+                )
+                for chunk in stream:
+                    if "error" in chunk or "errorDetail" in chunk:
+                        detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                        raise EnvtasksError(
+                            f"pulling {ref} failed: {str(detail).strip()}; "
+                            f"{_registry_hint(str(detail), auth.registry)}"
+                        )
+                    status = str(chunk.get("status", ""))
+                    if status.startswith(("Digest:", "Status:")):
+                        say(f"pull: {status}")
+            except docker.errors.APIError as exc:
+                message = str(exc.explanation or exc)
+                raise EnvtasksError(
+                    f"pulling {ref} failed: {message}; {_registry_hint(message, auth.registry)}"
+                ) from None
+
+    def image_id(self, ref: str) -> str | None:
+        with _engine_errors(self.address, f"looking up {ref}"):
+            try:
+                return str(self._client.api.inspect_image(ref)["Id"])
+            except docker.errors.ImageNotFound:
+                return None
+
+    def image_has_healthcheck(self, ref: str) -> bool:
+        with _engine_errors(self.address, f"inspecting {ref}"):
+            info = self._client.api.inspect_image(ref)
+        test = (info.get("Config") or {}).get("Healthcheck", {}) or {}
+        return bool(test.get("Test")) and test["Test"][0] != "NONE"
+
+    def create_container(self, step: CreateContainer) -> str:
+        api = self._client.api
+        bindings: dict[str, list[tuple[str, int] | int]] = {}
+        for port in step.ports:
+            key = f"{port.container_port}/{port.protocol}"
+            bindings.setdefault(key, []).append(
+                (port.host_ip, port.host_port) if port.host_ip else port.host_port
+            )
+        with _engine_errors(self.address, f"creating {step.name}"):
+            try:
+                created = api.create_container(
+                    image=step.image,
+                    name=step.name,
+                    environment=dict(step.environment),
+                    labels=dict(step.labels),
+                    ports=[
+                        (p.container_port, p.protocol) if p.protocol != "tcp" else p.container_port
+                        for p in step.ports
+                    ],
+                    host_config=api.create_host_config(
+                        port_bindings=bindings,
+                        restart_policy={"Name": RESTART_POLICY},
+                        init=True,
+                    ),
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    raise EnvtasksError(
+                        f"a container named {step.name} already exists on {self.address} and is "
+                        "not an envtasks release; rename or remove it"
+                    ) from None
+                raise
+        return str(created["Id"])
+
+    def start(self, name: str) -> None:
+        with _engine_errors(self.address, f"starting {name}"):
+            try:
+                self._client.api.start(name)
+            except docker.errors.APIError as exc:
+                message = str(exc.explanation or exc)
+                if "port is already allocated" in message or "address already in use" in message:
+                    raise EnvtasksError(
+                        f"starting {name} failed: a published port is already taken on "
+                        f"{self.address} ({_first_line(exc)}); free it or change ENVTASKS_PORTS"
+                    ) from None
+                raise
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        with _engine_errors(self.address, f"stopping {name}"):
+            self._client.api.stop(name, timeout=timeout)
+
+    def rename(self, name: str, new_name: str) -> None:
+        with _engine_errors(self.address, f"renaming {name}"):
+            self._client.api.rename(name, new_name)
+
+    def remove(self, name: str) -> None:
+        with (
+            _engine_errors(self.address, f"removing {name}"),
+            suppress(docker.errors.NotFound),
+        ):
+            self._client.api.remove_container(name, force=True)
+
+    def remove_image(self, ref: str) -> bool:
+        """Remove an image no container uses; False when something still uses it."""
+        with _engine_errors(self.address, f"removing image {ref}"):
+            try:
+                self._client.api.remove_image(ref)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    return False
+                raise
+        return True
+
+    def container_id(self, name: str) -> str:
+        return str(self.inspect_container(name)["Id"])
+
+    def inspect_container(self, name: str) -> dict[str, Any]:
+        with _engine_errors(self.address, f"inspecting {name}"):
+            try:
+                return dict(self._client.api.inspect_container(name))
+            except docker.errors.NotFound:
+                raise EnvtasksError(f"no container {name} on {self.address}") from None
+
+    def find_container(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.inspect_container(name)
+        except EnvtasksError:
+            return None
+
+    def logs(self, name: str, tail: int | str = 50) -> str:
+        with _engine_errors(self.address, f"reading the logs of {name}"):
+            raw = self._client.api.logs(name, stdout=True, stderr=True, tail=tail)
+        return bytes(raw).decode(errors="replace")
+
+    def follow_logs(self, name: str, tail: int | str, follow: bool) -> Iterator[str]:
+        with _engine_errors(self.address, f"reading the logs of {name}"):
+            stream = self._client.api.logs(
+                name, stdout=True, stderr=True, tail=tail, stream=True, follow=follow
+            )
+            pending = b""
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if pending:
+                yield pending.decode(errors="replace")
+
+    def exec_in(self, name: str, argv: Sequence[str]) -> tuple[int, str]:
+        with _engine_errors(self.address, f"running a command in {name}"):
+            try:
+                handle = self._client.api.exec_create(name, list(argv), stdout=True, stderr=True)
+                output = self._client.api.exec_start(handle["Id"])
+                code = self._client.api.exec_inspect(handle["Id"]).get("ExitCode")
+            except docker.errors.APIError as exc:
+                return 126, str(exc.explanation or exc)
+        return int(code if code is not None else 126), bytes(output).decode(errors="replace")
+
+    # -- the deploy lock ----------------------------------------------------
+
+    def ensure_lock_image(self) -> None:
+        if self.image_exists(LOCK_IMAGE):
+            return
+        repository, _, tag = LOCK_IMAGE.partition(":")
+        empty_tar = b"\0" * 1024
+        with _engine_errors(self.address, "making the lock image"):
+            self._client.api.import_image_from_data(empty_tar, repository=repository, tag=tag)
+
+    def create_lock(self, name: str, labels: Mapping[str, str]) -> bool:
+        """Take the lock atomically: container names are unique per engine."""
+        with _engine_errors(self.address, f"taking the lock {name}"):
+            try:
+                self._client.api.create_container(
+                    image=LOCK_IMAGE, name=name, command=["locked"], labels=dict(labels)
+                )
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    return False
+                raise
+        return True
+
+    def lock_holder(self, name: str) -> dict[str, str] | None:
+        info = self.find_container(name)
+        if info is None:
+            return None
+        return dict((info.get("Config") or {}).get("Labels") or {})
+
+    @property
+    def host(self) -> str:
+        """The address that the engine's published ports are reached at."""
+        if self.address.startswith(("tcp://", "ssh://")):
+            rest = self.address.split("://", 1)[1]
+            rest = rest.rsplit("@", 1)[-1]
+            return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+        return "127.0.0.1"
 
 
 def buildkit_cli() -> tuple[str, list[str]]:

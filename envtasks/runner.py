@@ -73,7 +73,7 @@ class Run:
         if self.dry:
             raise AssertionError("a dry run must not contact the engine")
         if self._engine is None:
-            self._engine = Engine.connect()
+            self._engine = Engine.connect(next(iter(self.settings.deploy.docker_hosts), None))
         return self._engine
 
     def version(self, explicit: str | None) -> str:
