@@ -359,12 +359,12 @@ def load_settings(root: Path, env: str | None, environ: Mapping[str, str]) -> Se
         settings=settings_entries,
         app=app_entries,
         masker=masker,
-        deploy=_deploy_settings(image, setting, origin),
+        deploy=_deploy_settings(image, env, setting, origin),
     )
 
 
 def _deploy_settings(
-    image: str, setting: Callable[[str], str], origin: Callable[[str], str]
+    image: str, env: str | None, setting: Callable[[str], str], origin: Callable[[str], str]
 ) -> DeploySettings:
     name = setting("ENVTASKS_NAME").strip() or image.rsplit("/", 1)[-1]
     if not CONTAINER_NAME.fullmatch(name):
@@ -378,7 +378,8 @@ def _deploy_settings(
         if item.strip()
     )
     health = _parse_health(setting("ENVTASKS_HEALTHCHECK").strip(), origin("ENVTASKS_HEALTHCHECK"))
-    if health.path and not any(p.protocol == "tcp" for p in ports):
+    # base.env alone (for build and push) need not say how each env publishes its ports.
+    if env is not None and health.path and not any(p.protocol == "tcp" for p in ports):
         raise EnvtasksError(
             f"{origin('ENVTASKS_HEALTHCHECK')}: ENVTASKS_HEALTHCHECK={health.path} is probed "
             "through the first published port, but ENVTASKS_PORTS publishes none"

@@ -16,10 +16,12 @@ from .health import probe_once
 from .plan import OCI
 from .release import (
     PullImage,
+    ReleaseLock,
     SwitchPlan,
     WaitHealthy,
     config_fingerprint,
     current_release,
+    deploy_cli_lines,
     first_tcp_port,
     newest_first,
     plan_deploy,
@@ -64,15 +66,13 @@ def _probe_step(settings: Settings, name: str) -> WaitHealthy:
 def resolve_image(run: Run, version: str) -> tuple[str, str]:
     """``image@digest`` from the registry (or, on a local engine, the local image), and the digest."""
     ref = f"{run.settings.image}:{version}"
+    engine = run.reader()
     try:
-        digest = run.engine().registry_digest(ref, run.registry_auth())
+        digest = engine.registry_digest(ref, run.registry_auth())
     except EnvtasksError as registry_error:
-        engine = run.engine()
         local = engine.image_id(ref) if is_local_address(engine.address) else None
         if local is None:
-            raise EnvtasksError(
-                f"cannot deploy {ref}: {registry_error.message}; push it first (invoke build push)"
-            ) from None
+            raise EnvtasksError(f"cannot deploy: {registry_error.message}") from None
         run.say(
             f"{ref} is not in the registry ({registry_error.message}); using the local image {local}"
         )
@@ -91,7 +91,7 @@ def _deploy_image(
     )
     pull = image != digest  # a bare image ID is local and cannot be pulled
     if run.dry:
-        releases = run.engine().list_releases(settings.deploy.name, settings.env)
+        releases = run.reader().list_releases(settings.deploy.name, settings.env)
         labels = release_labels(
             settings, version, image, digest, "<from the image>", "<now>", fingerprint
         )
@@ -163,7 +163,7 @@ def rollback(c: Context, env: str = "", version: str = "", lock_wait: float = 0.
         settings = run.settings
         assert settings.env is not None
         if run.dry:
-            releases = run.engine().list_releases(settings.deploy.name, settings.env)
+            releases = run.reader().list_releases(settings.deploy.name, settings.env)
             plan = plan_rollback(settings, rollback_target(releases, version or None), releases)
             for line in render_locked(settings.deploy.name, settings.env, plan, settings.masker):
                 run.say(line)
@@ -191,7 +191,7 @@ def releases(c: Context, env: str = "", json_: bool = False) -> None:
         rows = [
             release.as_row(status)
             for release, status in statuses(
-                run.engine().list_releases(settings.deploy.name, settings.env)
+                run.reader().list_releases(settings.deploy.name, settings.env)
             )
         ]
         if json_:
@@ -213,7 +213,7 @@ def status(c: Context, env: str = "") -> None:
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
-        engine = run.engine()
+        engine = run.reader()
         releases = engine.list_releases(settings.deploy.name, settings.env)
         current = current_release(releases)
         if current is None:
@@ -246,12 +246,12 @@ def logs(c: Context, env: str = "", follow: bool = False, tail: int = 100) -> No
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
-        releases = run.engine().list_releases(settings.deploy.name, settings.env)
+        releases = run.reader().list_releases(settings.deploy.name, settings.env)
         chosen = current_release(releases) or next(iter(newest_first(releases)), None)
         if chosen is None:
             raise EnvtasksError(f"no releases of {settings.deploy.name} in {settings.env}")
         try:
-            for line in run.engine().follow_logs(chosen.name, tail=int(tail), follow=follow):
+            for line in run.reader().follow_logs(chosen.name, tail=int(tail), follow=follow):
                 run.say(line)
         except KeyboardInterrupt:
             return
@@ -287,6 +287,10 @@ def promote(c: Context, from_: str = "", to: str = "", lock_wait: float = 0.0) -
 def unlock(c: Context, env: str = "") -> None:
     """Remove a stale deploy lock, saying whose it was."""
     with open_run(c, _require_env(env)) as run:
+        if run.dry:
+            app = run.settings.deploy.name
+            run.say(deploy_cli_lines(ReleaseLock(app, env), run.settings.masker)[0])
+            return
         holder = _deployer(run, "unlock").unlock()
         if holder is None:
             run.say(f"{run.settings.deploy.name}-{env} is not locked")

@@ -71,7 +71,11 @@ class Run:
 
     def engine(self) -> Engine:
         if self.dry:
-            raise AssertionError("a dry run must not contact the engine")
+            raise AssertionError("a dry run must not change the engine: use reader()")
+        return self.reader()
+
+    def reader(self) -> Engine:
+        """The engine, for reads only in a dry run (deploy plans depend on what runs)."""
         if self._engine is None:
             self._engine = Engine.connect(next(iter(self.settings.deploy.docker_hosts), None))
         return self._engine
