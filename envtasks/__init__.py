@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from . import config_tasks, deploy, image
+from . import config_tasks, deploy, image, local_run
 from .errors import EnvtasksError
 
 __all__ = ["EnvtasksError", "make_namespace", "ns"]
@@ -18,7 +18,7 @@ DEFAULTS = {"envtasks": {"root": None, "run_version": None}}
 def make_namespace() -> Collection:
     """A fresh root collection of every envtasks task, with its configured defaults."""
     root = Collection()
-    for module in (config_tasks, image, deploy):
+    for module in (config_tasks, image, deploy, local_run):
         for task in module.ns.tasks.values():
             root.add_task(task)
     root.configure(DEFAULTS)

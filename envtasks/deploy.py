@@ -225,7 +225,7 @@ def status(c: Context, env: str = "") -> None:
         info = engine.inspect_container(current.name)
         healthy, answer = probe_once(engine, _probe_step(settings, current.name))
         run.say(f"{settings.env} on {engine.address}: {current.version} ({current.name})")
-        run.say(f"  image:    {settings.image}@{current.digest}")
+        run.say(f"  image:    {current.ref or current.digest}")
         run.say(
             f"  running since {info['State'].get('StartedAt', '?')}, deployed {current.deployed_at}"
         )

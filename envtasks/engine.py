@@ -29,7 +29,6 @@ from .release import (
     DIGEST_LABEL,
     ENV_LABEL,
     IMAGE_LABEL,
-    RESTART_POLICY,
     REVISION_LABEL,
     VERSION_LABEL,
     CreateContainer,
@@ -398,7 +397,8 @@ class Engine:
                     ],
                     host_config=api.create_host_config(
                         port_bindings=bindings,
-                        restart_policy={"Name": RESTART_POLICY},
+                        restart_policy=None if step.auto_remove else {"Name": step.restart},
+                        auto_remove=step.auto_remove,
                         init=True,
                     ),
                 )
@@ -423,6 +423,15 @@ class Engine:
                         f"{self.address} ({_first_line(exc)}); free it or change ENVTASKS_PORTS"
                     ) from None
                 raise
+
+    def wait(self, name: str) -> int:
+        """Block until the container exits; its exit code."""
+        with _engine_errors(self.address, f"waiting for {name}"):
+            try:
+                result = self._client.api.wait(name)
+            except docker.errors.NotFound:
+                return 0
+        return int(result.get("StatusCode", 0))
 
     def stop(self, name: str, timeout: int = 10) -> None:
         with _engine_errors(self.address, f"stopping {name}"):

@@ -185,6 +185,8 @@ class CreateContainer:
     environment: tuple[tuple[str, str], ...] = field(repr=False)
     labels: tuple[tuple[str, str], ...]
     ports: tuple[PortSpec, ...]
+    restart: str = RESTART_POLICY
+    auto_remove: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,7 +359,8 @@ def deploy_cli_lines(step: DeployStep, masker: Masker) -> list[str]:
         case RenameContainer():
             argv = ["docker", "rename", step.name, step.new_name]
         case CreateContainer():
-            argv = ["docker", "create", "--name", step.name, "--restart", RESTART_POLICY]
+            argv = ["docker", "create", "--name", step.name, "--init"]
+            argv += ["--rm"] if step.auto_remove else ["--restart", step.restart]
             for key, value in step.labels:
                 argv += ["--label", f"{key}={value}"]
             for key, value in step.environment:
