@@ -214,10 +214,9 @@ class Deployer:
                 self._carry_out(step)
             except EnvtasksError as exc:
                 undo_errors.append(exc.message)
-        if logs.strip():
-            self.say(f"last {LOG_LINES_ON_FAILURE} log lines of {plan.target}:")
-            for line in logs.rstrip("\n").splitlines():
-                self.say(f"  | {line}")
+        self.say(f"last {LOG_LINES_ON_FAILURE} log lines of {plan.target}:")
+        for line in logs.rstrip("\n").splitlines() or ["(it wrote nothing)"]:
+            self.say(f"  | {line}")
         if interrupted:
             raise KeyboardInterrupt
         previous = next((s.name for s in plan.undo if isinstance(s, StartContainer)), "")

@@ -76,7 +76,7 @@ def busybox_dockerfile(extra: str = "") -> str:
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
         "COPY www /www\n"
         + extra
-        + 'CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+        + 'CMD ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"]\n'
     )
 
 
