@@ -116,7 +116,10 @@ def _deploy_image(
                 return
         if pull:
             deployer.show(PullImage(image))
-            run.engine().pull(image, run.registry_auth(), run.say)
+            if run.engine().image_id(image) is None:
+                run.engine().pull(image, run.registry_auth(), run.say)
+            else:
+                run.say(f"pull: {image} is already on the engine (pinned by digest)")
         revision = run.engine().image_labels(image).get(f"{OCI}.revision", "unknown")
         labels = release_labels(settings, version, image, digest, revision, utc_now(), fingerprint)
         plan = plan_deploy(settings, version, image, labels, releases)

@@ -12,7 +12,7 @@ from .engine import Engine
 from .errors import EnvtasksError
 from .release import WaitHealthy
 
-PROBE_INTERVAL_SECONDS = 0.2
+PROBE_INTERVAL_SECONDS = 0.05
 _WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
 
 
