@@ -421,3 +421,54 @@ def test_status_and_logs(app: App) -> None:
     done = app.invoke("logs", "--env=dev", "--tail=5")
     assert done.code == 0, done.text
     assert_one_line_error(app.invoke("status", "--env=prod"), "nothing of", "runs in prod")
+
+
+def test_unpushed_local_image_is_deployed_by_id_and_said(app: App) -> None:
+    done = app.invoke("build", "--version=local-only")
+    assert done.code == 0, done.text
+    done = app.invoke("deploy", "--env=dev", "--version=local-only")
+    assert done.code == 0, done.text
+    assert "is not in the registry" in done.out and "using the local image sha256:" in done.out
+    assert app.answer("dev").startswith("env=dev version=local-only")
+    app.docker.images.remove(f"{app.project.image}:local-only", force=True)  # type: ignore[attr-defined]
+
+
+def test_run_detached_and_in_the_foreground(app: App) -> None:
+    app.release("v1")
+    done = app.invoke("run", "--env=prod", "--version=v1", "--detach")
+    assert done.code == 0, done.text
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            answer = app.answer("prod")
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert answer == "env=prod version=v1 greeting=hi from prod"
+    assert app.releases("prod") == [], "a run is not a release"
+    app.docker.containers.get(f"{app.name}-prod-run").remove(force=True)  # type: ignore[attr-defined]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "run", "--env=prod", "--version=v1"],
+        cwd=app.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(f"running {app.name}-prod-run")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert app.answer("prod").startswith("env=prod version=v1")
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    proc.send_signal(2)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while app.docker.containers.list(all=True, filters={"name": f"{app.name}-prod-run"}):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the foreground run's container is removed"
+        time.sleep(0.2)
