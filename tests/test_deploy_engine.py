@@ -72,6 +72,25 @@ class App:
         with urllib.request.urlopen(url, timeout=3) as reply:
             return reply.read().decode().strip()
 
+    def wait_answer(self, env: str, seconds: float = 10) -> str:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.answer(env)
+            except OSError:
+                assert time.monotonic() < deadline, f"{env} never answered"
+                time.sleep(0.1)
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """``invoke ARGS`` in the background, to interrupt or race it."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def releases(self, env: str) -> list[dict[str, str]]:
         done = self.invoke("releases", f"--env={env}", "--json")
         assert done.code == 0, done.text
@@ -264,16 +283,7 @@ def test_concurrent_deploys_never_both_run(app: App) -> None:
     )
     app.release("v1")
     app.release("v2")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "invoke", "deploy", "--env=dev", f"--version={version}"],
-            cwd=app.project.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for version in ("v1", "v2")
-    ]
+    procs = [app.spawn("deploy", "--env=dev", f"--version={version}") for version in ("v1", "v2")]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
     codes = sorted(code for code, _, _ in results)
     assert codes[0] == 0 and codes[1] != 0, results
@@ -290,13 +300,7 @@ def test_lock_wait_lets_the_second_deploy_follow(app: App) -> None:
     )
     app.release("v1")
     app.release("v2")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "deploy", "--env=dev", "--version=v1"],
-        cwd=app.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = app.spawn("deploy", "--env=dev", "--version=v1")
     time.sleep(1.0)
     second = app.invoke("deploy", "--env=dev", "--version=v2", "--lock-wait=60")
     assert first.wait(timeout=60) == 0
@@ -339,12 +343,7 @@ def test_stale_lock_of_a_killed_deploy_is_taken_over(app: App) -> None:
         f"ENVTASKS_IMAGE={app.project.image}\nENVTASKS_HEALTH_GRACE=30\nENVTASKS_HEALTH_TIMEOUT=60\nGREETING=hello\n",
     )
     app.release("v1")
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "deploy", "--env=dev", "--version=v1"],
-        cwd=app.project.root,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    killed = app.spawn("deploy", "--env=dev", "--version=v1")
     assert killed.stdout is not None
     for line in killed.stdout:
         if line.startswith("# wait up to"):
@@ -369,13 +368,7 @@ def test_sigint_releases_the_lock_and_switches_back(app: App) -> None:
         "envs/base.env",
         f"ENVTASKS_IMAGE={app.project.image}\nENVTASKS_HEALTH_GRACE=30\nENVTASKS_HEALTH_TIMEOUT=60\nGREETING=hello\n",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "deploy", "--env=dev", "--version=v2"],
-        cwd=app.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = app.spawn("deploy", "--env=dev", "--version=v2")
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("# wait up to") and "-v2" in line:
@@ -437,35 +430,14 @@ def test_run_detached_and_in_the_foreground(app: App) -> None:
     app.release("v1")
     done = app.invoke("run", "--env=prod", "--version=v1", "--detach")
     assert done.code == 0, done.text
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            answer = app.answer("prod")
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-    assert answer == "env=prod version=v1 greeting=hi from prod"
+    assert app.wait_answer("prod") == "env=prod version=v1 greeting=hi from prod"
     assert app.releases("prod") == [], "a run is not a release"
     app.docker.containers.get(f"{app.name}-prod-run").remove(force=True)  # type: ignore[attr-defined]
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "run", "--env=prod", "--version=v1"],
-        cwd=app.project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = app.spawn("run", "--env=prod", "--version=v1")
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith(f"running {app.name}-prod-run")
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            assert app.answer("prod").startswith("env=prod version=v1")
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    assert app.wait_answer("prod").startswith("env=prod version=v1")
     proc.send_signal(2)
     proc.wait(timeout=30)
     deadline = time.monotonic() + 10
