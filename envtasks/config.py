@@ -55,7 +55,7 @@ IMAGE_REPOSITORY = re.compile(
 BUILD_ARG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONTAINER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 PORT_SPEC = re.compile(
-    r"(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>[0-9]{1,5}):(?P<container>[0-9]{1,5})"
+    r"(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>[0-9]{0,5}):(?P<container>[0-9]{1,5})"
     r"(?:/(?P<proto>tcp|udp))?"
 )
 HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
@@ -80,17 +80,18 @@ class Entry:
 
 @dataclass(frozen=True)
 class PortSpec:
-    """One published port, ``[ip:]host:container[/protocol]``."""
+    """One published port, ``[ip:][host]:container[/protocol]``; no host port = any free one."""
 
     host_ip: str
-    host_port: int
+    host_port: int | None
     container_port: int
     protocol: str = "tcp"
 
     def __str__(self) -> str:
         ip = f"{self.host_ip}:" if self.host_ip else ""
+        host = "" if self.host_port is None else str(self.host_port)
         proto = "" if self.protocol == "tcp" else f"/{self.protocol}"
-        return f"{ip}{self.host_port}:{self.container_port}{proto}"
+        return f"{ip}{host}:{self.container_port}{proto}"
 
 
 @dataclass(frozen=True)
@@ -404,10 +405,11 @@ def _deploy_settings(
 
 def parse_port(spec: str, origin: str) -> PortSpec:
     match = PORT_SPEC.fullmatch(spec)
-    problem = "" if match else "use [ip:]host:container, e.g. 127.0.0.1:8080:8080"
+    problem = "" if match else "use [ip:][host]:container, e.g. 127.0.0.1:8080:8080"
     if match:
-        host_port, container_port = int(match["host"]), int(match["container"])
-        if not (1 <= host_port <= 65535 and 1 <= container_port <= 65535):
+        host_port = int(match["host"]) if match["host"] else None
+        container_port = int(match["container"])
+        if not (1 <= (host_port or 1) <= 65535 and 1 <= container_port <= 65535):
             problem = "ports must be between 1 and 65535"
         elif match["ip"] and not _is_ip(match["ip"].strip("[]")):
             problem = f"{match['ip']} is not an IP address"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from invoke import Collection, Context
 
@@ -12,10 +14,12 @@ from .config import Settings, load_settings
 from .deployer import Deployer, utc_now
 from .engine import Engine, is_local_address
 from .errors import EnvtasksError
+from .fleet import Fleet, HostOutcome, prefixed
 from .health import probe_once
 from .plan import OCI
 from .release import (
     PullImage,
+    Release,
     ReleaseLock,
     SwitchPlan,
     WaitHealthy,
@@ -44,12 +48,10 @@ def _require_env(env: str) -> str:
     return env
 
 
-def _deployer(run: Run, task: str) -> Deployer:
+def _fleet(run: Run, task: str) -> Fleet:
     settings = run.settings
     assert settings.env is not None
-    return Deployer(
-        run.engine(), settings.deploy.name, settings.env, run.say, settings.masker, task
-    )
+    return Fleet(run.engines(), settings.deploy.name, settings.env, run.say, settings.masker, task)
 
 
 def _probe_step(settings: Settings, name: str) -> WaitHealthy:
@@ -70,7 +72,8 @@ def resolve_image(run: Run, version: str) -> tuple[str, str]:
     try:
         digest = engine.registry_digest(ref, run.registry_auth())
     except EnvtasksError as registry_error:
-        local = engine.image_id(ref) if is_local_address(engine.address) else None
+        single_local = len(run.engines()) == 1 and is_local_address(engine.address)
+        local = engine.image_id(ref) if single_local else None
         if local is None:
             raise EnvtasksError(f"cannot deploy: {registry_error.message}") from None
         run.say(
@@ -83,7 +86,7 @@ def resolve_image(run: Run, version: str) -> tuple[str, str]:
 def _deploy_image(
     run: Run, version: str, image: str, digest: str, lock_wait: float, task: str
 ) -> None:
-    """Switch the env to ``image`` (pinned by digest), health-gated, under the lock."""
+    """Switch the env to ``image`` (pinned by digest) on each engine, health-gated, locked."""
     settings = run.settings
     assert settings.env is not None
     fingerprint = config_fingerprint(
@@ -91,50 +94,69 @@ def _deploy_image(
     )
     pull = image != digest  # a bare image ID is local and cannot be pulled
     if run.dry:
-        releases = run.reader().list_releases(settings.deploy.name, settings.env)
-        labels = release_labels(
-            settings, version, image, digest, "<from the image>", "<now>", fingerprint
-        )
-        plan = plan_deploy(settings, version, image, labels, releases)
-        before = [PullImage(image)] if pull else []
-        for line in render_locked(
-            settings.deploy.name, settings.env, plan, settings.masker, before
-        ):
-            run.say(line)
+        several = len(run.engines()) > 1
+        for engine in run.engines():
+            releases = engine.list_releases(settings.deploy.name, settings.env)
+            labels = release_labels(
+                settings, version, image, digest, "<from the image>", "<now>", fingerprint
+            )
+            plan = plan_deploy(settings, version, image, labels, releases)
+            before = [PullImage(image)] if pull else []
+            if several:
+                run.say(f"# on {engine.address}:")
+            for line in render_locked(
+                settings.deploy.name, settings.env, plan, settings.masker, before
+            ):
+                run.say(line)
         return
-    deployer = _deployer(run, task)
-    started = time.monotonic()
-    with deployer.locked(lock_wait):
+
+    def prepare(deployer: Deployer) -> SwitchPlan | None:
+        engine = deployer.engine
         releases = deployer.releases()
         current = current_release(releases)
         if current and current.digest == digest and current.config == fingerprint:
-            healthy, answer = probe_once(run.engine(), _probe_step(settings, current.name))
+            healthy, answer = probe_once(engine, _probe_step(settings, current.name))
             if healthy:
-                run.say(
-                    f"{version} is already current and healthy in {settings.env} ({answer}); nothing to do"
-                )
-                return
+                deployer.say(f"{version} is already current and healthy ({answer}); nothing to do")
+                return None
         if pull:
             deployer.show(PullImage(image))
-            if run.engine().image_id(image) is None:
-                run.engine().pull(image, run.registry_auth(), run.say)
+            if engine.image_id(image) is None:
+                engine.pull(image, run.registry_auth(), deployer.say)
             else:
-                run.say(f"pull: {image} is already on the engine (pinned by digest)")
-        revision = run.engine().image_labels(image).get(f"{OCI}.revision", "unknown")
+                deployer.say(f"pull: {image} is already on the engine (pinned by digest)")
+        revision = engine.image_labels(image).get(f"{OCI}.revision", "unknown")
         labels = release_labels(settings, version, image, digest, revision, utc_now(), fingerprint)
-        plan = plan_deploy(settings, version, image, labels, releases)
-        answer = deployer.switch(plan)
-        pruned = deployer.prune(settings.deploy.keep, plan.target)
-    _report(run, plan, image, answer, time.monotonic() - started, pruned)
+        return plan_deploy(settings, version, image, labels, releases)
+
+    fleet = _fleet(run, task)
+    started = time.monotonic()
+    with fleet.locked(lock_wait):
+        outcomes = fleet.switch_all(prepare)
+        pruned = [
+            name
+            for outcome in outcomes
+            if outcome.plan is not None
+            for name in outcome.deployer.prune(settings.deploy.keep, outcome.plan.target)
+        ]
+    _report(run, outcomes, image, time.monotonic() - started, pruned)
 
 
 def _report(
-    run: Run, plan: SwitchPlan, image: str, answer: str, seconds: float, pruned: list[str]
+    run: Run, outcomes: list[HostOutcome], image: str, seconds: float, pruned: list[str]
 ) -> None:
+    switched = [o for o in outcomes if o.plan is not None]
+    if not switched:
+        if len(outcomes) > 1:
+            run.say(f"every engine already runs it in {run.settings.env}; nothing to do")
+        return
+    plan = switched[0].plan
+    assert plan is not None
     note = f"; pruned {', '.join(pruned)}" if pruned else ""
+    where = f" on {len(switched)} engines" if len(outcomes) > 1 else ""
     run.say(
-        f"{run.settings.env} now runs {plan.version} as {plan.target} ({image}), healthy in "
-        f"{seconds:.1f}s: {answer}{note}"
+        f"{run.settings.env} now runs {plan.version} as {plan.target} ({image}){where}, healthy "
+        f"in {seconds:.1f}s: {switched[0].answer}{note}"
     )
 
 
@@ -171,39 +193,80 @@ def rollback(c: Context, env: str = "", version: str = "", lock_wait: float = 0.
             for line in render_locked(settings.deploy.name, settings.env, plan, settings.masker):
                 run.say(line)
             return
-        deployer = _deployer(run, "rollback")
-        started = time.monotonic()
-        with deployer.locked(float(lock_wait)):
+        wanted = version or None
+        targets: list[Release] = []
+
+        def prepare(deployer: Deployer) -> SwitchPlan | None:
             releases = deployer.releases()
-            target = rollback_target(releases, version or None)
+            target = rollback_target(releases, wanted)
+            targets.append(target)
             current = current_release(releases)
             if current is not None and current.name == target.name:
-                run.say(f"{target.version} is already current in {settings.env}; nothing to do")
-                return
-            plan = plan_rollback(settings, target, releases)
-            answer = deployer.switch(plan)
-        _report(run, plan, target.ref or target.digest, answer, time.monotonic() - started, [])
+                deployer.say(f"{target.version} is already current; nothing to do")
+                return None
+            return plan_rollback(settings, target, releases)
+
+        fleet = _fleet(run, "rollback")
+        started = time.monotonic()
+        with fleet.locked(float(lock_wait)):
+            outcomes = fleet.switch_all(prepare)
+        image = next(
+            (
+                r.ref or r.digest
+                for o in outcomes
+                if o.plan
+                for r in o.deployer.releases()
+                if r.name == o.plan.target
+            ),
+            "",
+        )
+        _report(run, outcomes, image, time.monotonic() - started, [])
+
+
+def _current_versions(run: Run) -> dict[str, str]:
+    settings = run.settings
+    assert settings.env is not None
+    found = {}
+    for engine in run.engines():
+        current = current_release(engine.list_releases(settings.deploy.name, settings.env))
+        found[engine.address] = current.version if current else "(nothing)"
+    return found
+
+
+def _disagreement(versions: dict[str, str]) -> str:
+    if len(set(versions.values())) <= 1:
+        return ""
+    runs = ", ".join(f"{host} runs {version}" for host, version in versions.items())
+    return f"engines disagree: {runs}"
 
 
 @envtask(help={"env": ENV_HELP, "json": "print a JSON list"})
 def releases(c: Context, env: str = "", json_: bool = False) -> None:
-    """The kept releases of an env, newest first, with their status."""
+    """The kept releases of an env, newest first, with their status (per engine if several)."""
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
-        rows = [
-            release.as_row(status)
-            for release, status in statuses(
-                run.reader().list_releases(settings.deploy.name, settings.env)
-            )
-        ]
+        several = len(run.engines()) > 1
+        rows: list[dict[str, str]] = []
+        for engine in run.engines():
+            for release, state in statuses(
+                engine.list_releases(settings.deploy.name, settings.env)
+            ):
+                row = release.as_row(state)
+                if several:
+                    row["host"] = engine.address
+                rows.append(row)
+        disagreement = _disagreement(_current_versions(run)) if several else ""
+        if disagreement:
+            print(settings.mask(f"envtasks: warning: {disagreement}"), file=sys.stderr)
         if json_:
             run.say(json.dumps(rows, indent=2))
             return
         if not rows:
             run.say(f"no releases of {settings.deploy.name} in {settings.env}")
             return
-        columns = ("version", "status", "deployed_at", "digest", "revision")
+        columns: tuple[str, ...] = ("host",) if several else ()
+        columns += ("version", "status", "deployed_at", "digest", "revision")
         widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in columns}
         run.say("  ".join(k.upper().ljust(widths[k]) for k in columns).rstrip())
         for row in rows:
@@ -212,29 +275,39 @@ def releases(c: Context, env: str = "", json_: bool = False) -> None:
 
 @envtask(help={"env": ENV_HELP})
 def status(c: Context, env: str = "") -> None:
-    """What runs in an env, since when, and whether it is healthy."""
+    """What runs in an env, since when, and whether it is healthy (on every engine)."""
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
-        engine = run.reader()
-        releases = engine.list_releases(settings.deploy.name, settings.env)
-        current = current_release(releases)
-        if current is None:
-            kept = ", ".join(r.version for r in newest_first(releases)) or "none"
-            raise EnvtasksError(
-                f"nothing of {settings.deploy.name} runs in {settings.env} on {engine.address}; "
-                f"kept releases: {kept}"
+        problems = []
+        for engine in run.engines():
+            releases = engine.list_releases(settings.deploy.name, settings.env)
+            current = current_release(releases)
+            if current is None:
+                kept = ", ".join(r.version for r in newest_first(releases)) or "none"
+                run.say(f"{settings.env} on {engine.address}: nothing runs (kept: {kept})")
+                problems.append(
+                    f"nothing of {settings.deploy.name} runs in {settings.env} on {engine.address}"
+                )
+                continue
+            info = engine.inspect_container(current.name)
+            healthy, answer = probe_once(engine, _probe_step(settings, current.name))
+            run.say(f"{settings.env} on {engine.address}: {current.version} ({current.name})")
+            run.say(f"  image:    {current.ref or current.digest}")
+            run.say(
+                f"  running since {info['State'].get('StartedAt', '?')}, "
+                f"deployed {current.deployed_at}"
             )
-        info = engine.inspect_container(current.name)
-        healthy, answer = probe_once(engine, _probe_step(settings, current.name))
-        run.say(f"{settings.env} on {engine.address}: {current.version} ({current.name})")
-        run.say(f"  image:    {current.ref or current.digest}")
-        run.say(
-            f"  running since {info['State'].get('StartedAt', '?')}, deployed {current.deployed_at}"
-        )
-        run.say(f"  health:   {'healthy' if healthy else 'UNHEALTHY'} ({answer})")
-        if not healthy:
-            raise EnvtasksError(f"{current.name} is not healthy: {answer}")
+            run.say(f"  health:   {'healthy' if healthy else 'UNHEALTHY'} ({answer})")
+            if not healthy:
+                problems.append(f"{current.name} on {engine.address} is not healthy: {answer}")
+        if len(run.engines()) > 1:
+            disagreement = _disagreement(_current_versions(run))
+            if disagreement:
+                run.say(f"WARNING: {disagreement}")
+                problems.append(disagreement)
+        if problems:
+            raise EnvtasksError("; ".join(problems))
 
 
 @envtask(
@@ -245,17 +318,26 @@ def status(c: Context, env: str = "") -> None:
     }
 )
 def logs(c: Context, env: str = "", follow: bool = False, tail: int = 100) -> None:
-    """The current release's logs (the newest release's if none runs)."""
+    """The current release's logs (the newest release's if none runs), from every engine."""
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
-        assert settings.env is not None
-        releases = run.reader().list_releases(settings.deploy.name, settings.env)
-        chosen = current_release(releases) or next(iter(newest_first(releases)), None)
-        if chosen is None:
-            raise EnvtasksError(f"no releases of {settings.deploy.name} in {settings.env}")
+        app, env_name = settings.deploy.name, _require_env(env)
+        engines = run.engines()
+
+        def show(engine: Engine) -> None:
+            say = prefixed(run.say, engine.address) if len(engines) > 1 else run.say
+            releases = engine.list_releases(app, env_name)
+            chosen = current_release(releases) or next(iter(newest_first(releases)), None)
+            if chosen is None:
+                say(f"no releases of {settings.deploy.name} in {settings.env}")
+                return
+            for line in engine.follow_logs(chosen.name, tail=int(tail), follow=follow):
+                say(line)
+
         try:
-            for line in run.reader().follow_logs(chosen.name, tail=int(tail), follow=follow):
-                run.say(line)
+            with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+                for future in [pool.submit(show, engine) for engine in engines]:
+                    future.result()
         except KeyboardInterrupt:
             return
 
@@ -294,11 +376,14 @@ def unlock(c: Context, env: str = "") -> None:
             app = run.settings.deploy.name
             run.say(deploy_cli_lines(ReleaseLock(app, env), run.settings.masker)[0])
             return
-        holder = _deployer(run, "unlock").unlock()
-        if holder is None:
-            run.say(f"{run.settings.deploy.name}-{env} is not locked")
-        else:
-            run.say(f"removed the lock of {run.settings.deploy.name}-{env} held by {holder}")
+        for deployer in _fleet(run, "unlock").deployers:
+            holder = deployer.unlock()
+            if holder is None:
+                deployer.say(f"{run.settings.deploy.name}-{env} is not locked")
+            else:
+                deployer.say(
+                    f"removed the lock of {run.settings.deploy.name}-{env} held by {holder}"
+                )
 
 
 ns = Collection("deploy", deploy, rollback, releases, status, logs, promote, unlock)

@@ -196,6 +196,13 @@ class Deployer:
                 raise AssertionError(f"not a switch step: {step!r}")
         return None
 
+    def revert(self, plan: SwitchPlan, reason: str) -> None:
+        """Switch a host that succeeded back to its previous release (all or nothing)."""
+        self.say(f"switching {plan.target} back: {reason}")
+        for step in plan.undo:
+            self.show(step)
+            self._carry_out(step)
+
     def _undo_renames(self, renames: list[RenameContainer]) -> None:
         for step in reversed(renames):
             self.engine.rename(step.new_name, step.name)

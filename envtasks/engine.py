@@ -121,7 +121,13 @@ class Engine:
     def connect(cls, docker_host: str | None = None) -> Engine:
         address = docker_host or default_docker_host()
         try:
-            client = docker.DockerClient(base_url=address, version="auto", timeout=120)
+            # ssh:// goes through the system ssh client (keys, agent and config as the user has them).
+            client = docker.DockerClient(
+                base_url=address,
+                version="auto",
+                timeout=120,
+                use_ssh_client=address.startswith("ssh://"),
+            )
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EnvtasksError(
@@ -378,7 +384,7 @@ class Engine:
 
     def create_container(self, step: CreateContainer) -> str:
         api = self._client.api
-        bindings: dict[str, list[tuple[str, int] | int]] = {}
+        bindings: dict[str, list[tuple[str, int | None] | int | None]] = {}
         for port in step.ports:
             key = f"{port.container_port}/{port.protocol}"
             bindings.setdefault(key, []).append(
@@ -460,6 +466,16 @@ class Engine:
                     return False
                 raise
         return True
+
+    def published_address(self, name: str, container_port: int) -> tuple[str, int] | None:
+        """Where the engine actually published a container's TCP port (host, port)."""
+        ports = (self.inspect_container(name).get("NetworkSettings") or {}).get("Ports") or {}
+        for binding in ports.get(f"{container_port}/tcp") or []:
+            host_ip, host_port = binding.get("HostIp", ""), binding.get("HostPort", "")
+            if host_port:
+                wildcard = host_ip in ("", "0.0.0.0", "::")
+                return (self.host if wildcard else host_ip), int(host_port)
+        return None
 
     def container_id(self, name: str) -> str:
         return str(self.inspect_container(name)["Id"])

@@ -33,10 +33,15 @@ class Probe:
     def url(self) -> str:
         port = self.step.port
         assert port is not None
-        host = port.host_ip if port.host_ip not in _WILDCARD_ADDRESSES else self.engine.host
+        # The engine knows where it really published the port (any free one, its default IP).
+        found = self.engine.published_address(self.step.name, port.container_port)
+        if found is None:
+            host = port.host_ip if port.host_ip not in _WILDCARD_ADDRESSES else self.engine.host
+            found = (host, port.host_port or 0)
+        host, number = found
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{port.host_port}{self.step.health.path}"
+        return f"http://{host}:{number}{self.step.health.path}"
 
     def http(self, timeout: float) -> tuple[bool, str]:
         url = self.url()

@@ -384,7 +384,8 @@ def deploy_cli_lines(step: DeployStep, masker: Masker) -> list[str]:
 def describe_probe(step: WaitHealthy) -> str:
     if step.health.path and step.port is not None:
         host = step.port.host_ip if step.port.host_ip not in ("", "0.0.0.0", "::") else "<engine>"
-        return f"GET http://{host}:{step.port.host_port}{step.health.path} answers 2xx"
+        number = "<any>" if step.port.host_port is None else step.port.host_port
+        return f"GET http://{host}:{number}{step.health.path} answers 2xx"
     if step.health.command:
         return f"{shlex.join(step.health.command)} exits 0 inside the container"
     return f"the image's HEALTHCHECK passes, else it keeps running for {step.grace:g}s"

@@ -60,7 +60,7 @@ class Run:
     c: Context
     settings: Settings
     dry: bool
-    _engine: Engine | None = field(default=None, repr=False)
+    _engines: list[Engine] = field(default_factory=list, repr=False)
 
     @property
     def root(self) -> Path:
@@ -75,10 +75,24 @@ class Run:
         return self.reader()
 
     def reader(self) -> Engine:
-        """The engine, for reads only in a dry run (deploy plans depend on what runs)."""
-        if self._engine is None:
-            self._engine = Engine.connect(next(iter(self.settings.deploy.docker_hosts), None))
-        return self._engine
+        """The (first) engine, for reads only in a dry run (deploy plans depend on what runs)."""
+        return self.engines()[0]
+
+    def engines(self) -> list[Engine]:
+        """Every engine of the env, all reached before anything changes on any of them."""
+        if not self._engines:
+            hosts = self.settings.deploy.docker_hosts or (None,)
+            connected: list[Engine] = []
+            try:
+                for host in hosts:
+                    connected.append(Engine.connect(host))
+            except EnvtasksError as exc:
+                for engine in connected:
+                    engine.close()
+                suffix = "; nothing was changed on any engine" if len(hosts) > 1 else ""
+                raise EnvtasksError(exc.message + suffix) from None
+            self._engines = connected
+        return self._engines
 
     def version(self, explicit: str | None) -> str:
         """The version of this run; a later task in the same run reuses an earlier task's."""
@@ -140,8 +154,8 @@ class Run:
         return None
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        for engine in self._engines:
+            engine.close()
 
 
 @contextmanager
