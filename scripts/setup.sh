@@ -16,6 +16,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v git >/dev/null || need_apt+=(git)
 command -v curl >/dev/null || need_apt+=(curl)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)   # the tests reach an engine over ssh://
+command -v ip >/dev/null || need_apt+=(iproute2)        # the tests' second engine gets its own bridge
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
