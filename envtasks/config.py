@@ -43,7 +43,12 @@ SETTING_DEFAULTS: Mapping[str, str] = {
     "ENVTASKS_HEALTH_GRACE": "5",
     "ENVTASKS_KEEP": "5",
     "ENVTASKS_DOCKER_HOST": "",
+    "ENVTASKS_TARGET": "container",
+    "ENVTASKS_REPLICAS": "1",
+    "ENVTASKS_SECRETS_AS_ENV": "false",
 }
+TARGETS = ("container", "swarm")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 # Settings that only make sense per run, so only the process environment may give them.
 PROCESS_ONLY_SETTINGS = frozenset({"ENVTASKS_VERSION"})
 
@@ -118,6 +123,9 @@ class DeploySettings:
     health_grace: float
     keep: int
     docker_hosts: tuple[str, ...]  # empty: the local engine (DOCKER_HOST or the default socket)
+    target: str = "container"
+    replicas: int = 1
+    secrets_as_env: bool = False
 
 
 @dataclass(frozen=True)
@@ -392,6 +400,28 @@ def _deploy_settings(
                 f"{origin('ENVTASKS_DOCKER_HOST')}: ENVTASKS_DOCKER_HOST item {host[:80]!r} must be "
                 "unix:///path, tcp://host:port or ssh://[user@]host[:port]"
             )
+    target = setting("ENVTASKS_TARGET").strip()
+    if target not in TARGETS:
+        raise EnvtasksError(
+            f"{origin('ENVTASKS_TARGET')}: ENVTASKS_TARGET={target[:40]!r} must be "
+            + " or ".join(TARGETS)
+        )
+    replicas = int(_number(setting, origin, "ENVTASKS_REPLICAS", 1, 1000, integer=True))
+    if replicas > 1 and target != "swarm":
+        raise EnvtasksError(
+            f"{origin('ENVTASKS_REPLICAS')}: ENVTASKS_REPLICAS={replicas} needs ENVTASKS_TARGET=swarm"
+        )
+    if target == "swarm" and any(p.host_ip for p in ports):
+        raise EnvtasksError(
+            f"{origin('ENVTASKS_PORTS')}: Swarm publishes on every address of a node; "
+            "drop the IP from ENVTASKS_PORTS (e.g. 8080:8080, or :8080 for any free port)"
+        )
+    secrets_as_env = setting("ENVTASKS_SECRETS_AS_ENV").strip().lower()
+    if secrets_as_env not in (*_TRUE, *_FALSE):
+        raise EnvtasksError(
+            f"{origin('ENVTASKS_SECRETS_AS_ENV')}: ENVTASKS_SECRETS_AS_ENV={secrets_as_env[:20]!r} "
+            "must be true or false"
+        )
     return DeploySettings(
         name=name,
         ports=ports,
@@ -400,6 +430,9 @@ def _deploy_settings(
         health_grace=_number(setting, origin, "ENVTASKS_HEALTH_GRACE", 0, 600),
         keep=int(_number(setting, origin, "ENVTASKS_KEEP", 1, 100, integer=True)),
         docker_hosts=hosts,
+        target=target,
+        replicas=replicas,
+        secrets_as_env=secrets_as_env in _TRUE,
     )
 
 
@@ -461,7 +494,7 @@ def _number(
         value = int(text) if integer else float(text)
     except ValueError:
         value = None
-    if value is None or not (low <= value <= high) or value != value:
+    if value is None or not (low <= value <= high):
         kind = "a whole number" if integer else "a number of seconds"
         raise EnvtasksError(
             f"{origin(key)}: {key}={text[:40]!r} must be {kind} from {low:g} to {high:g}"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 from invoke import Collection, Context
 
-from .config import Settings, load_settings
+from .config import Settings
 from .deployer import Deployer, utc_now
 from .engine import Engine, is_local_address
 from .errors import EnvtasksError
@@ -36,7 +36,16 @@ from .release import (
     rollback_target,
     statuses,
 )
-from .runner import Run, envtask, open_run, project_root
+from .runner import Run, envtask, open_run
+from .swarm_tasks import (
+    deploy_to_swarm,
+    rollback_swarm,
+    swarm_current_ref,
+    swarm_logs,
+    swarm_rows,
+    swarm_status,
+    swarm_unlock,
+)
 
 ENV_HELP = "the environment, e.g. --env=prod"
 LOCK_WAIT_HELP = "seconds to wait for another deploy's lock (default 0: fail at once)"
@@ -142,6 +151,27 @@ def _deploy_image(
     _report(run, outcomes, image, time.monotonic() - started, pruned)
 
 
+def _deploy_any(
+    run: Run, version: str, image: str, digest: str, lock_wait: float, task: str
+) -> None:
+    if run.settings.deploy.target == "swarm":
+        deploy_to_swarm(run, version, image, digest, lock_wait, task)
+    else:
+        _deploy_image(run, version, image, digest, lock_wait, task)
+
+
+def _current_ref(run: Run) -> tuple[str, str, str] | None:
+    """(version, image@digest, digest) of what is current in the run's env."""
+    settings = run.settings
+    assert settings.env is not None
+    if settings.deploy.target == "swarm":
+        return swarm_current_ref(run)
+    current = current_release(run.reader().list_releases(settings.deploy.name, settings.env))
+    if current is None:
+        return None
+    return current.version, current.ref or f"{settings.image}@{current.digest}", current.digest
+
+
 def _report(
     run: Run, outcomes: list[HostOutcome], image: str, seconds: float, pruned: list[str]
 ) -> None:
@@ -172,7 +202,7 @@ def deploy(c: Context, env: str = "", version: str = "", lock_wait: float = 0.0)
     with open_run(c, _require_env(env)) as run:
         tag = run.version(version or None)
         image, digest = resolve_image(run, tag)
-        _deploy_image(run, tag, image, digest, float(lock_wait), "deploy")
+        _deploy_any(run, tag, image, digest, float(lock_wait), "deploy")
 
 
 @envtask(
@@ -187,6 +217,9 @@ def rollback(c: Context, env: str = "", version: str = "", lock_wait: float = 0.
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
+        if settings.deploy.target == "swarm":
+            rollback_swarm(run, version or None, float(lock_wait))
+            return
         if run.dry:
             releases = run.reader().list_releases(settings.deploy.name, settings.env)
             plan = plan_rollback(settings, rollback_target(releases, version or None), releases)
@@ -246,9 +279,9 @@ def releases(c: Context, env: str = "", json_: bool = False) -> None:
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
-        several = len(run.engines()) > 1
-        rows: list[dict[str, str]] = []
-        for engine in run.engines():
+        several = len(run.engines()) > 1 and settings.deploy.target != "swarm"
+        rows: list[dict[str, str]] = swarm_rows(run) if settings.deploy.target == "swarm" else []
+        for engine in run.engines() if settings.deploy.target != "swarm" else []:
             for release, state in statuses(
                 engine.list_releases(settings.deploy.name, settings.env)
             ):
@@ -279,6 +312,9 @@ def status(c: Context, env: str = "") -> None:
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         assert settings.env is not None
+        if settings.deploy.target == "swarm":
+            swarm_status(run)
+            return
         problems = []
         for engine in run.engines():
             releases = engine.list_releases(settings.deploy.name, settings.env)
@@ -322,6 +358,10 @@ def logs(c: Context, env: str = "", follow: bool = False, tail: int = 100) -> No
     with open_run(c, _require_env(env)) as run:
         settings = run.settings
         app, env_name = settings.deploy.name, _require_env(env)
+        if settings.deploy.target == "swarm":
+            with suppress(KeyboardInterrupt):
+                swarm_logs(run, int(tail), follow)
+            return
         engines = run.engines()
 
         def show(engine: Engine) -> None:
@@ -353,19 +393,13 @@ def promote(c: Context, from_: str = "", to: str = "", lock_wait: float = 0.0) -
     """Deploy to --to the exact digest that is current in --from, without building or pushing."""
     if not from_ or not to:
         raise EnvtasksError("promote needs --from=A --to=B, e.g. --from=test --to=prod")
-    source = load_settings(project_root(c), from_, os.environ)
-    with open_run(c, to) as run:
-        source_engine = Engine.connect(next(iter(source.deploy.docker_hosts), None))
-        try:
-            releases = source_engine.list_releases(source.deploy.name, from_)
-        finally:
-            source_engine.close()
-        current = current_release(releases)
-        if current is None:
+    with open_run(c, from_) as source, open_run(c, to) as run:
+        found = _current_ref(source)
+        if found is None:
             raise EnvtasksError(f"nothing is current in {from_} to promote")
-        image = current.ref or f"{source.image}@{current.digest}"
-        run.say(f"promoting {current.version} ({image}) from {from_} to {to}")
-        _deploy_image(run, current.version, image, current.digest, float(lock_wait), "promote")
+        version, image, digest = found
+        run.say(f"promoting {version} ({image}) from {from_} to {to}")
+        _deploy_any(run, version, image, digest, float(lock_wait), "promote")
 
 
 @envtask(help={"env": ENV_HELP})
@@ -375,6 +409,15 @@ def unlock(c: Context, env: str = "") -> None:
         if run.dry:
             app = run.settings.deploy.name
             run.say(deploy_cli_lines(ReleaseLock(app, env), run.settings.masker)[0])
+            return
+        if run.settings.deploy.target == "swarm":
+            holder = swarm_unlock(run)
+            what = f"{run.settings.deploy.name}-{env}"
+            run.say(
+                f"removed the lock of {what} held by {holder}"
+                if holder
+                else f"{what} is not locked"
+            )
             return
         for deployer in _fleet(run, "unlock").deployers:
             holder = deployer.unlock()

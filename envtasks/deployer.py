@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -67,6 +68,84 @@ def _holder_is_gone(labels: dict[str, str]) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class LockStore:
+    """Where a target keeps its lock: an atomic create, a read of the holder, a removal."""
+
+    take: Callable[[str, dict[str, str]], bool]
+    holder: Callable[[str], dict[str, str] | None]
+    drop: Callable[[str], None]
+
+
+def container_locks(engine: Engine) -> LockStore:
+    """A never-started container: container names are unique per engine."""
+
+    def take(name: str, labels: dict[str, str]) -> bool:
+        engine.ensure_lock_image()
+        return engine.create_lock(name, labels)
+
+    return LockStore(take, engine.lock_holder, engine.remove)
+
+
+def swarm_locks(engine: Engine) -> LockStore:
+    """A swarm config: config names are unique across the whole cluster."""
+    return LockStore(
+        engine.create_config_lock, engine.config_lock_holder, engine.remove_config_lock
+    )
+
+
+@contextmanager
+def hold_lock(
+    store: LockStore, app: str, env: str, task: str, wait_seconds: float, say: Say
+) -> Iterator[None]:
+    """Hold the app+env lock; released on every exit path, errors, Ctrl-C and SIGTERM included."""
+    name = lock_name(app, env)
+    labels = {
+        "envtasks.lock.user": _user(),
+        "envtasks.lock.host": socket.gethostname(),
+        "envtasks.lock.pid": str(os.getpid()),
+        "envtasks.lock.task": task,
+        "envtasks.lock.since": utc_now(),
+        "envtasks.app": app,
+        "envtasks.env": env,
+    }
+    with _sigterm_as_interrupt():
+        deadline = time.monotonic() + max(0.0, wait_seconds)
+        announced = False
+        while not store.take(name, labels):
+            holder = store.holder(name)
+            if holder is None:
+                continue  # released between our two calls: try again
+            if _holder_is_gone(holder):
+                say(f"taking over the stale lock of {describe_holder(holder)}")
+                store.drop(name)
+                continue
+            if time.monotonic() >= deadline:
+                raise EnvtasksError(
+                    f"{app}-{env} is locked by {describe_holder(holder)}; "
+                    f"wait with --lock-wait=SECONDS, or if that deploy is dead: "
+                    f"invoke unlock --env={env}"
+                )
+            if not announced:
+                say(f"waiting for the lock held by {describe_holder(holder)}")
+                announced = True
+            time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            store.drop(name)
+
+
+def break_lock(store: LockStore, app: str, env: str) -> str | None:
+    """Remove the lock whoever holds it; who that was, or None when there was none."""
+    name = lock_name(app, env)
+    holder = store.holder(name)
+    if holder is None:
+        return None
+    store.drop(name)
+    return describe_holder(holder)
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """So that a CI runner's SIGTERM releases the lock like Ctrl-C does."""
@@ -104,50 +183,13 @@ class Deployer:
     @contextmanager
     def locked(self, wait_seconds: float) -> Iterator[None]:
         """Hold the app+env lock on the engine; released on every exit path."""
-        name = lock_name(self.app, self.env)
-        labels = {
-            "envtasks.lock.user": _user(),
-            "envtasks.lock.host": socket.gethostname(),
-            "envtasks.lock.pid": str(os.getpid()),
-            "envtasks.lock.task": self.task,
-            "envtasks.lock.since": utc_now(),
-            "envtasks.app": self.app,
-            "envtasks.env": self.env,
-        }
-        with _sigterm_as_interrupt():
-            self.engine.ensure_lock_image()
-            deadline = time.monotonic() + max(0.0, wait_seconds)
-            announced = False
-            while not self.engine.create_lock(name, labels):
-                holder = self.engine.lock_holder(name)
-                if holder is None:
-                    continue  # released between our two calls: try again
-                if _holder_is_gone(holder):
-                    self.say(f"taking over the stale lock of {describe_holder(holder)}")
-                    self.engine.remove(name)
-                    continue
-                if time.monotonic() >= deadline:
-                    raise EnvtasksError(
-                        f"{self.app}-{self.env} is locked by {describe_holder(holder)}; "
-                        f"wait with --lock-wait=SECONDS, or if that deploy is dead: "
-                        f"invoke unlock --env={self.env}"
-                    )
-                if not announced:
-                    self.say(f"waiting for the lock held by {describe_holder(holder)}")
-                    announced = True
-                time.sleep(LOCK_POLL_SECONDS)
-            try:
-                yield
-            finally:
-                self.engine.remove(name)
+        with hold_lock(
+            container_locks(self.engine), self.app, self.env, self.task, wait_seconds, self.say
+        ):
+            yield
 
     def unlock(self) -> str | None:
-        name = lock_name(self.app, self.env)
-        holder = self.engine.lock_holder(name)
-        if holder is None:
-            return None
-        self.engine.remove(name)
-        return describe_holder(holder)
+        return break_lock(container_locks(self.engine), self.app, self.env)
 
     def show(self, step: DeployStep) -> None:
         for line in deploy_cli_lines(step, self.masker):

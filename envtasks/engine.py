@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from .errors import EnvtasksError
@@ -33,6 +34,13 @@ from .release import (
     VERSION_LABEL,
     CreateContainer,
     Release,
+)
+from .swarm import (
+    HEALTH_INTERVAL_SECONDS,
+    HEALTH_PROBE_TIMEOUT_SECONDS,
+    HEALTH_RETRIES,
+    ServiceSpec,
+    healthcheck_test,
 )
 
 Say = Callable[[str], None]
@@ -559,6 +567,214 @@ class Engine:
             rest = rest.rsplit("@", 1)[-1]
             return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
         return "127.0.0.1"
+
+    # -- swarm -------------------------------------------------------------
+
+    def require_swarm_manager(self) -> None:
+        with _engine_errors(self.address, "asking whether the engine is a swarm manager"):
+            info = self._client.api.info()
+        if not (info.get("Swarm") or {}).get("ControlAvailable"):
+            raise EnvtasksError(
+                f"ENVTASKS_TARGET=swarm, but the engine at {self.address} is not a swarm manager; "
+                "run docker swarm init there (or list a manager in ENVTASKS_DOCKER_HOST)"
+            )
+
+    def find_service(self, name: str) -> dict[str, Any] | None:
+        with _engine_errors(self.address, f"inspecting the service {name}"):
+            try:
+                return dict(self._client.api.inspect_service(name))
+            except docker.errors.NotFound:
+                return None
+
+    def put_service(self, spec: ServiceSpec) -> None:
+        """Create the service, or update it to ``spec`` (one task at a time, rolling back on failure).
+
+        After ``login``, docker-py sends the registry credentials along, as --with-registry-auth.
+        """
+        types = docker.types
+        test = healthcheck_test(spec.health, spec.ports)
+        healthcheck = None
+        if test is not None:
+            healthcheck = types.Healthcheck(
+                test=test,
+                interval=HEALTH_INTERVAL_SECONDS * 10**9,
+                timeout=HEALTH_PROBE_TIMEOUT_SECONDS * 10**9,
+                retries=HEALTH_RETRIES,
+                start_period=int(spec.health_timeout * 10**9),
+            )
+        secrets = [
+            types.SecretReference(
+                self._secret_id(name), name, filename=key, uid="0", gid="0", mode=0o444
+            )
+            for key, name in spec.secrets
+        ]
+        container = types.ContainerSpec(
+            image=spec.image,
+            env=[f"{k}={v}" for k, v in spec.env],
+            labels=dict(spec.container_labels),
+            healthcheck=healthcheck,
+            secrets=secrets,
+            init=True,
+        )
+        template = types.TaskTemplate(
+            container_spec=container,
+            restart_policy=types.RestartPolicy(condition="any", delay=10**9),
+        )
+        update = types.UpdateConfig(
+            parallelism=1,
+            delay=0,
+            failure_action="rollback",
+            monitor=int(spec.monitor_seconds * 10**9),
+            max_failure_ratio=0,
+            order=spec.order,
+        )
+        rollback = types.RollbackConfig(
+            parallelism=1,
+            delay=0,
+            failure_action="pause",
+            monitor=int(spec.monitor_seconds * 10**9),
+            max_failure_ratio=0,
+            order=spec.order,
+        )
+        ports = [
+            {"Protocol": p.protocol, "TargetPort": p.container_port, "PublishMode": "host"}
+            | ({"PublishedPort": p.host_port} if p.host_port is not None else {})
+            for p in spec.ports
+        ]
+        arguments = {
+            "task_template": template,
+            "name": spec.name,
+            "labels": dict(spec.labels),
+            "mode": types.ServiceMode("replicated", replicas=spec.replicas),
+            "update_config": update,
+            "rollback_config": rollback,
+            "endpoint_spec": types.EndpointSpec(mode="vip", ports=ports),
+        }
+        current = self.find_service(spec.name)
+        with _engine_errors(self.address, f"deploying the service {spec.name}"):
+            if current is None:
+                self._client.api.create_service(**arguments)
+            else:
+                self._client.api.update_service(
+                    spec.name, version=current["Version"]["Index"], **arguments
+                )
+
+    def set_service_labels(self, name: str, labels: Mapping[str, str]) -> None:
+        """Change only the service's labels: no task restarts."""
+        service = self.find_service(name)
+        if service is None:
+            return
+        spec = service["Spec"]
+        merged = {**(spec.get("Labels") or {}), **labels}
+        with _engine_errors(self.address, f"labelling the service {name}"):
+            self._client.api.update_service(
+                name,
+                version=service["Version"]["Index"],
+                task_template=spec["TaskTemplate"],
+                name=spec["Name"],
+                labels=merged,
+                mode=spec.get("Mode"),
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            )
+
+    def scale_service(self, name: str, replicas: int) -> None:
+        service = self.find_service(name)
+        if service is None:
+            return
+        spec = service["Spec"]
+        with _engine_errors(self.address, f"scaling the service {name}"):
+            self._client.api.update_service(
+                name,
+                version=service["Version"]["Index"],
+                task_template=spec["TaskTemplate"],
+                name=spec["Name"],
+                labels=spec.get("Labels"),
+                mode={"Replicated": {"Replicas": replicas}},
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            )
+
+    def service_tasks(self, name: str) -> list[dict[str, Any]]:
+        with _engine_errors(self.address, f"listing the tasks of {name}"):
+            return list(self._client.api.tasks(filters={"service": name}))
+
+    def service_logs(self, name: str, tail: int | str, follow: bool = False) -> Iterator[str]:
+        with _engine_errors(self.address, f"reading the logs of {name}"):
+            stream = self._client.api.service_logs(
+                name, stdout=True, stderr=True, tail=tail, follow=follow, timestamps=False
+            )
+            if isinstance(stream, bytes):
+                stream = iter([stream])
+            pending = b""
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if pending:
+                yield pending.decode(errors="replace")
+
+    def _secret_id(self, name: str) -> str:
+        with _engine_errors(self.address, f"looking up the secret {name}"):
+            found = self._client.api.secrets(filters={"name": name})
+        exact = [s for s in found if s["Spec"]["Name"] == name]
+        if not exact:
+            raise EnvtasksError(f"the swarm secret {name} does not exist")
+        return str(exact[0]["ID"])
+
+    def ensure_secret(self, name: str, value: str, labels: Mapping[str, str]) -> bool:
+        """Create the secret unless it exists (names carry a hash of the value); True if created."""
+        with _engine_errors(self.address, f"creating the secret {name}"):
+            try:
+                self._client.api.create_secret(name, value.encode(), labels=dict(labels))
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    return False
+                raise
+        return True
+
+    def list_secrets(self, labels: Mapping[str, str]) -> list[str]:
+        with _engine_errors(self.address, "listing secrets"):
+            found = self._client.api.secrets(
+                filters={"label": [f"{k}={v}" for k, v in labels.items()]}
+            )
+        return sorted(str(s["Spec"]["Name"]) for s in found)
+
+    def remove_secret(self, name: str) -> bool:
+        with _engine_errors(self.address, f"removing the secret {name}"):
+            try:
+                self._client.api.remove_secret(self._secret_id(name))
+            except docker.errors.APIError:
+                return False  # still in use by a task that is shutting down
+        return True
+
+    def create_config_lock(self, name: str, labels: Mapping[str, str]) -> bool:
+        """A cluster-wide lock: swarm config names are unique across all managers."""
+        with _engine_errors(self.address, f"taking the lock {name}"):
+            try:
+                self._client.api.create_config(name, b"envtasks lock", labels=dict(labels))
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    return False
+                raise
+        return True
+
+    def config_lock_holder(self, name: str) -> dict[str, str] | None:
+        with _engine_errors(self.address, f"reading the lock {name}"):
+            found = self._client.api.configs(filters={"name": name})
+        exact = [c for c in found if c["Spec"]["Name"] == name]
+        return dict(exact[0]["Spec"].get("Labels") or {}) if exact else None
+
+    def remove_config_lock(self, name: str) -> None:
+        with _engine_errors(self.address, f"releasing the lock {name}"):
+            found = self._client.api.configs(filters={"name": name})
+            for config in found:
+                if config["Spec"]["Name"] == name:
+                    with suppress(docker.errors.NotFound):
+                        self._client.api.remove_config(config["ID"])
 
 
 def buildkit_cli() -> tuple[str, list[str]]:

@@ -159,12 +159,14 @@ def config_fingerprint(
 class AcquireLock:
     app: str
     env: str
+    swarm: bool = False  # a swarm config (cluster-wide) instead of a container
 
 
 @dataclass(frozen=True)
 class ReleaseLock:
     app: str
     env: str
+    swarm: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,10 +352,15 @@ def deploy_cli_lines(step: DeployStep, masker: Masker) -> list[str]:
     """The docker CLI a person would type for a step (a comment where there is none)."""
     match step:
         case AcquireLock():
-            argv = ["docker", "create", "--name", lock_name(step.app, step.env)]
-            argv += ["--label", "envtasks.lock.holder=<user@host pid>", "envtasks/lock"]
+            holder = ["--label", "envtasks.lock.holder=<user@host pid>"]
+            if step.swarm:
+                argv = ["docker", "config", "create", *holder, lock_name(step.app, step.env), "-"]
+            else:
+                argv = ["docker", "create", "--name", lock_name(step.app, step.env)]
+                argv += [*holder, "envtasks/lock"]
         case ReleaseLock():
-            argv = ["docker", "rm", lock_name(step.app, step.env)]
+            kind = ["config", "rm"] if step.swarm else ["rm"]
+            argv = ["docker", *kind, lock_name(step.app, step.env)]
         case PullImage():
             argv = ["docker", "pull", step.ref]
         case RenameContainer():
