@@ -13,8 +13,6 @@ from pathlib import Path
 import docker
 import docker.errors
 
-BRIDGE = "envt-br2"
-BRIDGE_ADDRESS = "172.31.250.1/24"
 # The second engine's containers see a different /dev/shm size: a health check can tell them apart.
 SECOND_SHM_KB = 81920
 
@@ -23,6 +21,7 @@ SECOND_SHM_KB = 81920
 class SecondEngine:
     root: Path
     process: subprocess.Popen[bytes]
+    index: int = 2
 
     @property
     def socket(self) -> Path:
@@ -34,6 +33,10 @@ class SecondEngine:
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.address)
+
+    @property
+    def bridge(self) -> str:
+        return f"envt-br{self.index}"
 
     def stop(self) -> None:
         client = self.client()
@@ -48,19 +51,20 @@ class SecondEngine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
 
 
-def start_second_engine(root: Path) -> SecondEngine:
-    """dockerd with its own socket, data root, exec root, pid file and bridge."""
+def start_second_engine(root: Path, index: int = 2) -> SecondEngine:
+    """dockerd with its own socket, data root, exec root, pid file and bridge (envt-br<index>)."""
+    bridge = f"envt-br{index}"
     if shutil.which("dockerd") is None or shutil.which("ip") is None:
         raise RuntimeError("dockerd and ip are needed; run scripts/setup.sh")
     root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
     for command in (
-        ["ip", "link", "add", BRIDGE, "type", "bridge"],
-        ["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE],
-        ["ip", "link", "set", BRIDGE, "up"],
+        ["ip", "link", "add", bridge, "type", "bridge"],
+        ["ip", "addr", "add", f"172.31.{248 + index}.1/24", "dev", bridge],
+        ["ip", "link", "set", bridge, "up"],
     ):
         subprocess.run(command, check=True, capture_output=True)
     log = (root / "dockerd.log").open("wb")
@@ -71,7 +75,7 @@ def start_second_engine(root: Path) -> SecondEngine:
             f"--data-root={root}/data",
             f"--exec-root={root}/exec",
             f"--pidfile={root}/docker.pid",
-            f"--bridge={BRIDGE}",
+            f"--bridge={bridge}",
             "--iptables=false",
             "--ip-masq=false",
             "--ip=127.0.0.1",
@@ -80,7 +84,7 @@ def start_second_engine(root: Path) -> SecondEngine:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    engine = SecondEngine(root, process)
+    engine = SecondEngine(root, process, index)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

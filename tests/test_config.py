@@ -247,3 +247,46 @@ def test_registry_password_is_secret(tmp_path: Path) -> None:
     make(tmp_path, base=IMAGE)
     settings = load_settings(tmp_path, None, {"ENVTASKS_REGISTRY_PASSWORD": "hunter2-xyz"})
     assert settings.mask("login with hunter2-xyz") == "login with ******"
+
+
+def test_deploy_settings(tmp_path: Path) -> None:
+    make(
+        tmp_path,
+        base=IMAGE + "ENVTASKS_HEALTHCHECK=/healthz?full=1\nENVTASKS_KEEP=3\n",
+        prod="ENVTASKS_PORTS=127.0.0.1:8080:80, 9000:9000/udp, :7000\nENVTASKS_NAME=web\n"
+        "ENVTASKS_DOCKER_HOST=unix:///run/a.sock, ssh://deploy@h2:22\n",
+    )
+    deploy = load_settings(tmp_path, "prod", {}).deploy
+    assert deploy.name == "web" and deploy.keep == 3 and deploy.health.path == "/healthz?full=1"
+    assert [str(p) for p in deploy.ports] == ["127.0.0.1:8080:80", "9000:9000/udp", ":7000"]
+    assert deploy.docker_hosts == ("unix:///run/a.sock", "ssh://deploy@h2:22")
+    assert deploy.health_timeout == 30 and deploy.health_grace == 5
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("ENVTASKS_PORTS=8080", "ENVTASKS_PORTS item '8080' is invalid"),
+        ("ENVTASKS_PORTS=99999:80", "between 1 and 65535"),
+        ("ENVTASKS_PORTS=300.1.1.1:80:80", "not an IP address"),
+        ("ENVTASKS_HEALTHCHECK=healthz", "must be an HTTP path"),
+        ("ENVTASKS_HEALTHCHECK=cmd:", "needs a command"),
+        ("ENVTASKS_HEALTH_TIMEOUT=soon", "must be a number of seconds"),
+        ("ENVTASKS_HEALTH_TIMEOUT=0", "from 1 to 3600"),
+        ("ENVTASKS_KEEP=2.5", "must be a whole number"),
+        ("ENVTASKS_KEEP=0", "from 1 to 100"),
+        ("ENVTASKS_NAME=Bad Name", "ENVTASKS_NAME"),
+        ("ENVTASKS_DOCKER_HOST=http://x", "ENVTASKS_DOCKER_HOST item"),
+    ],
+)
+def test_invalid_deploy_settings(tmp_path: Path, line: str, fragment: str) -> None:
+    make(tmp_path, base=IMAGE, prod=line + "\n")
+    with pytest.raises(EnvtasksError, match=fragment.replace("?", r"\?")):
+        load_settings(tmp_path, "prod", {})
+
+
+def test_http_health_needs_a_port_only_for_an_env(tmp_path: Path) -> None:
+    make(tmp_path, base=IMAGE + "ENVTASKS_HEALTHCHECK=/healthz\n", prod="")
+    assert load_settings(tmp_path, None, {}).deploy.health.path == "/healthz"
+    with pytest.raises(EnvtasksError, match="publishes none"):
+        load_settings(tmp_path, "prod", {})
