@@ -168,3 +168,17 @@ def test_ssh_engine(two: TwoEngineApp, sshd: Sshd) -> None:
     assert [c.name for c in running] == [f"{two.name}-dev-v1"]
     done = two.project.invoke("releases", "--env=dev", env=sshd.environ())
     assert "v1" in done.out and "current" in done.out
+
+
+def test_engines_that_disagree_are_flagged(two: TwoEngineApp) -> None:
+    two.release("v1")
+    two.release("v2")
+    assert two.project.invoke("deploy", "--env=dev", "--version=v1").code == 0
+    two.configure("", hosts=[MAIN])
+    assert two.project.invoke("deploy", "--env=dev", "--version=v2").code == 0
+    two.configure("")
+    releases = two.project.invoke("releases", "--env=dev")
+    assert releases.code == 0, releases.text
+    assert f"engines disagree: {MAIN} runs v2, {two.hosts[1]} runs v1" in releases.err
+    status = two.project.invoke("status", "--env=dev")
+    assert status.code != 0 and "engines disagree" in status.err

@@ -187,3 +187,27 @@ def test_dry_swarm_deploy_changes_nothing(app: SwarmApp) -> None:
     assert "docker config create" in done.out
     assert "swarm-pw-marker-1" not in done.text
     assert app.client.services.list(filters={"name": app.service}) == []
+
+
+def test_promote_from_containers_to_swarm_and_logs(app: SwarmApp) -> None:
+    app.release("v1")
+    app.project.write(
+        "envs/dev.env",
+        "ENVTASKS_TARGET=container\nENVTASKS_PORTS=127.0.0.1::8080\nDB_PASSWORD=dev-pw\n",
+    )
+    assert app.project.invoke("deploy", "--env=dev", "--version=v1").code == 0
+    try:
+        done = app.project.invoke("promote", "--from=dev", "--to=prod")
+        assert done.code == 0, done.text
+        assert app.answers() == ["version=v1 secret=swarm-pw-marker-1"]
+        assert app.releases() == [("v1", "current")]
+        app.answers()
+        logs = app.project.invoke("logs", "--env=prod", "--tail=20")
+        assert logs.code == 0, logs.text
+        assert "response:200" in logs.out
+    finally:
+        for container in app.client.containers.list(
+            all=True, filters={"label": "envtasks.env=dev"}
+        ):
+            if container.name.startswith(app.name):
+                container.remove(force=True)
