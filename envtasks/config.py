@@ -23,6 +23,7 @@ from .errors import EnvtasksError
 from .masking import MASK, Masker, is_secret_key
 
 ENV_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+MAX_VALUE_BYTES = 64 * 1024
 SETTING_PREFIX = "ENVTASKS_"
 PROCESS_ENVIRONMENT = "process environment"
 
@@ -212,6 +213,11 @@ def _parse_file(path: Path, root: Path, environ: Mapping[str, str]) -> dict[str,
                 f"{shown} line {line}: invalid key {key!r}; use letters, digits and '_'"
             )
         origin = f"{shown}:{line}"
+        if key in values:
+            first = values[key].origin.rsplit(":", 1)[-1]
+            raise EnvtasksError(
+                f"{shown} line {line}: {key} is already set on line {first}; keep one of them"
+            )
         if binding.value is None:
             # A bare KEY passes the process environment's value through, as in Compose.
             if key not in environ:
@@ -221,6 +227,13 @@ def _parse_file(path: Path, root: Path, environ: Mapping[str, str]) -> dict[str,
                 )
             values[key] = _Raw(environ[key], PROCESS_ENVIRONMENT, True, shown)
             continue
+        if len(binding.value.encode()) > MAX_VALUE_BYTES:
+            raise EnvtasksError(
+                f"{shown} line {line}: the value of {key} is {len(binding.value.encode())} bytes; "
+                f"the limit is {MAX_VALUE_BYTES}: mount a file instead"
+            )
+        if "\0" in binding.value:
+            raise EnvtasksError(f"{shown} line {line}: the value of {key} contains a NUL byte")
         raw = binding.original.string.split("=", 1)[1].lstrip()
         values[key] = _Raw(binding.value, origin, raw.startswith("'"), shown)
     return values

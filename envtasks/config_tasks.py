@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from invoke import Collection, Context
 
 from .config import SETTING_DEFAULTS, Entry, Settings
 from .runner import envtask, open_run
+from .version import git_tracked
 
 
 def describe(settings: Settings) -> dict[str, object]:
@@ -32,6 +34,25 @@ def describe(settings: Settings) -> dict[str, object]:
     }
 
 
+def tracked_secret_warnings(settings: Settings) -> list[str]:
+    """Secrets whose value sits in an env file that git tracks, where anyone with the repo reads it."""
+    tracked = git_tracked(settings.root, "envs")
+    warnings = []
+    for entry in (*settings.settings, *settings.app):
+        file = entry.origin.rsplit(":", 1)[0]
+        if entry.secret and entry.value and file in tracked:
+            local = (
+                file.replace(".env", ".local.env")
+                if file != "envs/base.env"
+                else "envs/<env>.local.env"
+            )
+            warnings.append(
+                f"{entry.key} is secret but its value is in {file}, which git tracks; "
+                f"move it to {local} (git-ignored) or the process environment"
+            )
+    return warnings
+
+
 def render_text(description: dict[str, object]) -> list[str]:
     lines = [f"env: {description['env'] or '(base.env only)'}"]
     for section in ("settings", "app"):
@@ -49,6 +70,8 @@ def render_text(description: dict[str, object]) -> list[str]:
 def config(c: Context, env: str = "", json_: bool = False) -> None:
     """Show the resolved settings and app variables, secrets masked, with where each came from."""
     with open_run(c, env or None) as run:
+        for warning in tracked_secret_warnings(run.settings):
+            print(f"envtasks: warning: {warning}", file=sys.stderr)
         description = describe(run.settings)
         if json_:
             run.say(json.dumps(description, indent=2))

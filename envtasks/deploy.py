@@ -142,11 +142,13 @@ def _deploy_image(
     started = time.monotonic()
     with fleet.locked(lock_wait):
         outcomes = fleet.switch_all(prepare)
+        # Also after a no-op: a deploy killed while pruning left the job half done.
         pruned = [
             name
             for outcome in outcomes
-            if outcome.plan is not None
-            for name in outcome.deployer.prune(settings.deploy.keep, outcome.plan.target)
+            for name in outcome.deployer.prune(
+                settings.deploy.keep, outcome.plan.target if outcome.plan else None
+            )
         ]
     _report(run, outcomes, image, time.monotonic() - started, pruned)
 

@@ -28,6 +28,7 @@ from .release import (
     StopContainer,
     SwitchPlan,
     WaitHealthy,
+    current_release,
     deploy_cli_lines,
     failed_name,
     lock_name,
@@ -281,10 +282,14 @@ class Deployer:
             f"logs of {plan.target} are above"
         )
 
-    def prune(self, keep: int, current: str) -> list[str]:
+    def prune(self, keep: int, current: str | None = None) -> list[str]:
         """Remove this app+env's releases beyond ``keep``, and their images when unused."""
+        releases = self.releases()
+        if current is None:
+            running = current_release(releases)
+            current = running.name if running else ""
         pruned = []
-        for release in releases_to_prune(self.releases(), keep, current):
+        for release in releases_to_prune(releases, keep, current):
             self.show(RemoveContainer(release.name))
             self.engine.remove(release.name)
             pruned.append(release.name)

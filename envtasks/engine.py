@@ -63,13 +63,15 @@ _TRANSIENT = (
     "too many requests",
     "no such host",
 )
-PUSH_ATTEMPTS = 4
+REGISTRY_ATTEMPTS = 4
 LOCK_IMAGE = "envtasks/lock:1"
 PROGRESS_EVERY_SECONDS = 2.0
 
 
 def is_transient(message: str) -> bool:
     lowered = message.lower()
+    if "after attempts=" in lowered:
+        return False  # the engine has retried this download itself already
     return any(marker in lowered for marker in _TRANSIENT)
 
 
@@ -262,22 +264,9 @@ class Engine:
         self, ref: str, auth: RegistryAuth, say: Say, sleep: Callable[[float], None] = time.sleep
     ) -> str:
         """Push ``ref``, retrying transient failures, and return the digest the registry has."""
-        pushed_digest = ""
-        for attempt in range(1, PUSH_ATTEMPTS + 1):
-            try:
-                pushed_digest = self._push_once(ref, auth, say)
-                break
-            except _PushFailed as failure:
-                if not failure.transient or attempt == PUSH_ATTEMPTS:
-                    raise EnvtasksError(
-                        f"pushing {ref} failed{' after ' + str(attempt) + ' attempts' if attempt > 1 else ''}: "
-                        f"{failure.message}; {_registry_hint(failure.message, auth.registry)}"
-                    ) from None
-                delay = 0.5 * 2 ** (attempt - 1)
-                say(
-                    f"push: {failure.message} (transient; retrying in {delay:g}s, attempt {attempt + 1}/{PUSH_ATTEMPTS})"
-                )
-                sleep(delay)
+        pushed_digest = _retrying(
+            "push", ref, auth, say, sleep, lambda: self._push_once(ref, auth, say)
+        )
         registry_digest = self.registry_digest(ref, auth)
         if pushed_digest and pushed_digest != registry_digest:
             raise EnvtasksError(
@@ -298,7 +287,7 @@ class Engine:
                 # docker-py raises nothing for a failed push: the error is inside the stream.
                 if "error" in chunk or "errorDetail" in chunk:
                     detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                    raise _PushFailed(str(detail).strip())
+                    raise _RegistryFailure(str(detail).strip())
                 digest = chunk.get("aux", {}).get("Digest", digest)
                 progress.update(chunk)
         except docker.errors.ImageNotFound:
@@ -306,7 +295,7 @@ class Engine:
                 f"cannot push {ref}: no such image on {self.address}; build it first"
             ) from None
         except docker.errors.APIError as exc:
-            raise _PushFailed(str(exc.explanation or exc)) from None
+            raise _RegistryFailure(str(exc.explanation or exc)) from None
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
             raise EnvtasksError(
                 f"pushing {ref} failed: the Docker engine at {self.address} is not reachable "
@@ -333,7 +322,8 @@ class Engine:
     # -- containers ---------------------------------------------------------
 
     def list_releases(self, app: str, env: str) -> list[Release]:
-        filters = {"label": [f"{APP_LABEL}={app}", f"{ENV_LABEL}={env}"]}
+        # The version label tells releases from the lock, which carries app and env too.
+        filters = {"label": [f"{APP_LABEL}={app}", f"{ENV_LABEL}={env}", VERSION_LABEL]}
         with _engine_errors(self.address, "listing releases"):
             containers = self._client.api.containers(all=True, filters=filters)
         releases = []
@@ -347,6 +337,7 @@ class Engine:
                     deployed_at=labels.get(DEPLOYED_AT_LABEL, ""),
                     revision=labels.get(REVISION_LABEL, ""),
                     running=info.get("State") == "running",
+                    never_started=info.get("State") == "created",
                     container_id=info["Id"],
                     config=labels.get(CONFIG_LABEL, ""),
                     image_id=info.get("ImageID", ""),
@@ -355,27 +346,29 @@ class Engine:
             )
         return releases
 
-    def pull(self, ref: str, auth: RegistryAuth, say: Say) -> None:
-        with _engine_errors(self.address, f"pulling {ref}"):
-            try:
-                stream = self._client.api.pull(
-                    ref, stream=True, decode=True, auth_config=auth.config()
-                )
-                for chunk in stream:
-                    if "error" in chunk or "errorDetail" in chunk:
-                        detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                        raise EnvtasksError(
-                            f"pulling {ref} failed: {str(detail).strip()}; "
-                            f"{_registry_hint(str(detail), auth.registry)}"
-                        )
-                    status = str(chunk.get("status", ""))
-                    if status.startswith(("Digest:", "Status:")):
-                        say(f"pull: {status}")
-            except docker.errors.APIError as exc:
-                message = str(exc.explanation or exc)
-                raise EnvtasksError(
-                    f"pulling {ref} failed: {message}; {_registry_hint(message, auth.registry)}"
-                ) from None
+    def pull(
+        self, ref: str, auth: RegistryAuth, say: Say, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        """Pull ``ref``, retrying transient registry failures."""
+        _retrying("pull", ref, auth, say, sleep, lambda: self._pull_once(ref, auth, say))
+
+    def _pull_once(self, ref: str, auth: RegistryAuth, say: Say) -> None:
+        try:
+            stream = self._client.api.pull(ref, stream=True, decode=True, auth_config=auth.config())
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                    raise _RegistryFailure(str(detail).strip())
+                status = str(chunk.get("status", ""))
+                if status.startswith(("Digest:", "Status:")):
+                    say(f"pull: {status}")
+        except docker.errors.APIError as exc:
+            raise _RegistryFailure(str(exc.explanation or exc)) from None
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            raise EnvtasksError(
+                f"pulling {ref} failed: the Docker engine at {self.address} is not reachable "
+                f"({_first_line(exc)})"
+            ) from None
 
     def image_id(self, ref: str) -> str | None:
         with _engine_errors(self.address, f"looking up {ref}"):
@@ -777,6 +770,34 @@ class Engine:
                         self._client.api.remove_config(config["ID"])
 
 
+def _retrying(
+    verb: str,
+    ref: str,
+    auth: RegistryAuth,
+    say: Say,
+    sleep: Callable[[float], None],
+    attempt_once: Callable[[], Any],
+) -> Any:
+    """Run a registry transfer, retrying transient failures with backoff."""
+    for attempt in range(1, REGISTRY_ATTEMPTS + 1):
+        try:
+            return attempt_once()
+        except _RegistryFailure as failure:
+            if not failure.transient or attempt == REGISTRY_ATTEMPTS:
+                after = f" after {attempt} attempts" if attempt > 1 else ""
+                raise EnvtasksError(
+                    f"{verb}ing {ref} failed{after}: {failure.message}; "
+                    f"{_registry_hint(failure.message, auth.registry)}"
+                ) from None
+            delay = 0.5 * 2 ** (attempt - 1)
+            say(
+                f"{verb}: {failure.message} (transient; retrying in {delay:g}s, "
+                f"attempt {attempt + 1}/{REGISTRY_ATTEMPTS})"
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def buildkit_cli() -> tuple[str, list[str]]:
     """A docker CLI on PATH that can build with BuildKit, and the words that start such a build.
 
@@ -812,7 +833,7 @@ def _quiet_output(argv: list[str]) -> str:
     return done.stdout.strip()
 
 
-class _PushFailed(Exception):
+class _RegistryFailure(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = " ".join(message.split())

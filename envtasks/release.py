@@ -48,10 +48,11 @@ class Release:
     config: str = ""
     image_id: str = ""
     ref: str = ""  # exactly what was deployed: image@digest, or a local image ID
+    never_started: bool = False  # debris of a deploy killed between create and start
 
     @property
     def failed(self) -> bool:
-        return FAILED_SUFFIX.search(self.name) is not None
+        return self.never_started or FAILED_SUFFIX.search(self.name) is not None
 
     def as_row(self, status: str) -> dict[str, str]:
         return {
@@ -286,7 +287,10 @@ def plan_deploy(
     current_name = current.name if current else ""
     steps: list[DeployStep] = []
     for release in releases:
-        if release.name == name:
+        if release.never_started and release.name != current_name:
+            # Left by a deploy killed between create and start: it never served, so it goes.
+            steps.append(RemoveContainer(release.name))
+        elif release.name == name:
             # An older container of the same version stays as history under another name.
             aside = f"{name}-{release.container_id[:8]}"
             steps.append(RenameContainer(name, aside))

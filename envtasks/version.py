@@ -65,6 +65,15 @@ def git_source(root: Path) -> str | None:
     return re.sub(r"^(\w+://)[^/@]*@", r"\1", url) or None
 
 
+def git_tracked(root: Path, folder: str) -> set[str]:
+    """Paths (relative to root) that git tracks under ``folder``; empty outside a git tree."""
+    try:
+        listed = _git(root, "ls-files", "-z", "--", folder)
+    except EnvtasksError:
+        return set()
+    return {name.decode(errors="replace") for name in listed.split(b"\0") if name}
+
+
 def git_version(root: Path) -> str:
     inside = _git(root, "rev-parse", "--is-inside-work-tree").decode().strip()
     if inside != "true":

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apps import App
 from helpers import Project, busybox_dockerfile
 
 REGISTRY = "127.0.0.1:5000"
@@ -78,9 +79,51 @@ def project(tmp_path: Path) -> Project:
 
 
 @pytest.fixture
+def app(project: Project, docker_client: object, registry: str, busybox: Path) -> Iterator[App]:
+    """A busybox httpd app with dev and prod envs; its containers are removed after the test."""
+    application = App(project, docker_client)
+    yield application
+    application.cleanup()
+
+
+@pytest.fixture
 def cleanup_images(docker_client: object) -> Iterator[list[str]]:
     refs: list[str] = []
     yield refs
     for ref in refs:
         with contextlib.suppress(Exception):
             docker_client.images.remove(ref, force=True)  # type: ignore[attr-defined]
+
+
+# -- docs/RELIABILITY.md is generated from these records (scripts/reliability_report.py) --
+
+RELIABILITY_RECORD = Path(
+    os.environ.get("RELIABILITY_RECORD", Path(__file__).resolve().parents[1] / ".reliability.json")
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "contract(kind): a fault or input class counted in docs/RELIABILITY.md"
+    )
+    config._reliability = []  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    marker = item.get_closest_marker("contract")
+    if marker is None or (report.when != "call" and not (report.when == "setup" and report.failed)):
+        return
+    item.config._reliability.append(  # type: ignore[attr-defined]
+        {"kind": marker.args[0], "test": item.nodeid, "kept": report.passed}
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    records = getattr(session.config, "_reliability", [])
+    if records:
+        import json
+
+        RELIABILITY_RECORD.write_text(json.dumps(records, indent=1))
