@@ -455,7 +455,9 @@ def parse_port(spec: str, origin: str) -> PortSpec:
     if match:
         host_port = int(match["host"]) if match["host"] else None
         container_port = int(match["container"])
-        if not (1 <= (host_port or 1) <= 65535 and 1 <= container_port <= 65535):
+        if not (
+            1 <= (1 if host_port is None else host_port) <= 65535 and 1 <= container_port <= 65535
+        ):
             problem = "ports must be between 1 and 65535"
         elif match["ip"] and not _is_ip(match["ip"].strip("[]")):
             problem = f"{match['ip']} is not an IP address"
