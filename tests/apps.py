@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -76,11 +77,13 @@ class App:
                 assert time.monotonic() < deadline, f"{env} never answered"
                 time.sleep(0.1)
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """``invoke ARGS`` in the background, to interrupt or race it."""
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("ENVTASKS_")}
         return subprocess.Popen(
             [sys.executable, "-m", "invoke", *args],
             cwd=self.project.root,
+            env={**environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -15,8 +15,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "envtasks", "tests", "bench"],
-        ["ruff", "format", "--check", "envtasks", "tests", "bench"],
+        ["ruff", "check", "envtasks", "tests", "bench", "scripts"],
+        ["ruff", "format", "--check", "envtasks", "tests", "bench", "scripts"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +111,7 @@ def app(
     application.cleanup()
 
 
+@pytest.mark.contract("swarm: failed update rolls back to the previous spec")
 def test_create_update_fail_and_roll_back(app: SwarmApp) -> None:
     for version in ("v1", "v2"):
         app.release(version)
@@ -211,3 +214,64 @@ def test_promote_from_containers_to_swarm_and_logs(app: SwarmApp) -> None:
         ):
             if container.name.startswith(app.name):
                 container.remove(force=True)
+
+
+@pytest.mark.contract("swarm: killed mid-deploy (SIGKILL, SIGINT)")
+@pytest.mark.parametrize("signal_number", [9, 2], ids=["SIGKILL", "SIGINT"])
+def test_swarm_deploy_killed_while_waiting_recovers(app: SwarmApp, signal_number: int) -> None:
+    app.release("v1")
+    app.release("v2")
+    assert app.project.invoke("deploy", "--env=prod", "--version=v1").code == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "deploy", "--env=prod", "--version=v2"],
+        cwd=app.project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("$ docker service update"):
+            time.sleep(0.5)  # inside the wait for the rolling update
+            proc.send_signal(signal_number)
+            break
+    proc.communicate(timeout=120)
+    done = app.project.invoke("deploy", "--env=prod", "--version=v2")
+    assert done.code == 0, done.text
+    if signal_number == 9:
+        assert "taking over the stale lock" in done.out
+    assert app.answers() == ["version=v2 secret=swarm-pw-marker-1"]
+    assert [status for _, status in app.releases()].count("current") == 1
+    assert app.client.configs.list(filters={"name": f"envtasks-lock-{app.name}"}) == []
+
+
+@pytest.mark.contract("swarm: concurrent deploys to one env")
+def test_swarm_concurrent_deploys_run_one_at_a_time(app: SwarmApp) -> None:
+    versions = ["c1", "c2", "c3"]
+    for version in versions:
+        app.release(version)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "invoke",
+                "deploy",
+                "--env=prod",
+                f"--version={v}",
+                "--lock-wait=300",
+            ],
+            cwd=app.project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in versions
+    ]
+    results = [(p.wait(timeout=600), p.communicate()) for p in procs]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    rows = app.releases()
+    assert [status for _, status in rows].count("current") == 1
+    assert sorted(v for v, _ in rows) == versions
+    current = next(v for v, status in rows if status == "current")
+    assert app.answers() == [f"version={current} secret=swarm-pw-marker-1"]
