@@ -201,8 +201,9 @@ class Deployer:
         done_renames: list[RenameContainer] = []
         answer = ""
         for index, step in enumerate(plan.steps):
-            self.show(step)
             try:
+                # Inside the try: a Ctrl-C that lands while a step is shown still undoes the switch.
+                self.show(step)
                 answer = self._carry_out(step) or answer
             except (EnvtasksError, KeyboardInterrupt) as failure:
                 if index < plan.switch_at:

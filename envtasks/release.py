@@ -127,14 +127,24 @@ def rollback_target(releases: Sequence[Release], version: str | None) -> Release
 
 
 def releases_to_prune(releases: Sequence[Release], keep: int, current: str) -> list[Release]:
-    """The releases beyond the ``keep`` newest, never the current one."""
+    """Beyond the ``keep`` newest good releases (the current one always among them).
+
+    Failed releases never push a rollback target out: only the newest failure, when it
+    is newer than the current release, stays for inspection.
+    """
     ordered = newest_first(releases)
     kept = [r for r in ordered if r.name == current]
+    current_at = kept[0].deployed_at if kept else ""
+    latest_failure = next((r for r in ordered if r.failed and r.deployed_at > current_at), None)
+    good = len(kept)
     for release in ordered:
-        if len(kept) >= keep:
+        if good >= keep:
             break
-        if release not in kept:
+        if not release.failed and release not in kept:
             kept.append(release)
+            good += 1
+    if latest_failure is not None and latest_failure not in kept:
+        kept.append(latest_failure)
     return [r for r in ordered if r not in kept]
 
 

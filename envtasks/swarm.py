@@ -106,13 +106,17 @@ def with_failed(history: Sequence[SwarmRelease], entry: SwarmRelease) -> list[Sw
 def trimmed(
     history: Sequence[SwarmRelease], keep: int
 ) -> tuple[list[SwarmRelease], list[SwarmRelease]]:
-    """(kept, dropped): the ``keep`` newest entries, always including the current one."""
+    """(kept, dropped): the ``keep`` newest good entries, the current one always among them,
+    and the newest failure; failures never push out a rollback target."""
     kept = [e for e in history if e.status == CURRENT]
     for entry in history:
         if len(kept) >= keep:
             break
-        if entry not in kept:
+        if entry.status != FAILED and entry not in kept:
             kept.append(entry)
+    latest_failure = next((e for e in history if e.status == FAILED), None)
+    if latest_failure is not None and latest_failure not in kept:
+        kept.append(latest_failure)
     ordered = [e for e in history if e in kept]
     return ordered, [e for e in history if e not in kept]
 

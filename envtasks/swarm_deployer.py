@@ -151,7 +151,7 @@ class SwarmDeployer:
         self, before: list[SwarmRelease], entry: SwarmRelease, existed: bool
     ) -> None:
         history = with_failed(before, replace(entry, status=FAILED))
-        kept, _ = trimmed(history, self.settings.deploy.keep + 1)
+        kept, _ = trimmed(history, self.settings.deploy.keep)
         self.engine.set_service_labels(self.service, {HISTORY_LABEL: history_label(kept)})
         if not existed:
             self.engine.scale_service(self.service, 0)

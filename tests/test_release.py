@@ -57,11 +57,14 @@ def test_rollback_never_targets_failed_or_missing() -> None:
         rollback_target([rel("v1", "2026-01-01", running=True)], None)
 
 
-def test_prune_keeps_current_and_newest() -> None:
-    assert [r.version for r in releases_to_prune(HISTORY, 2, "shop-prod-v3")] == ["v2", "v1"]
+def test_prune_keeps_current_newest_good_and_latest_failure() -> None:
+    assert [r.version for r in releases_to_prune(HISTORY, 2, "shop-prod-v3")] == ["v1"]
     # After a rollback to an old release, that release is kept whatever its age.
-    pruned = releases_to_prune(HISTORY, 2, "shop-prod-v1")
-    assert [r.version for r in pruned] == ["v3", "v2"]
+    assert [r.version for r in releases_to_prune(HISTORY, 2, "shop-prod-v1")] == ["v2"]
+    # Failures never push out a good release: only the newest one newer than current stays.
+    failures = [rel(f"f{i}", f"2026-02-0{i}", failed=True) for i in range(1, 4)]
+    pruned = releases_to_prune([*HISTORY, *failures], 2, "shop-prod-v3")
+    assert [r.version for r in pruned] == ["f2", "f1", "v4", "v1"]
 
 
 @pytest.fixture

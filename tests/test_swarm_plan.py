@@ -167,3 +167,13 @@ def test_swarm_config_errors(tmp_path: Path) -> None:
     ]:
         with pytest.raises(EnvtasksError, match=fragment):
             load_settings(tmp_path, env, {})
+
+
+def test_secrets_as_env_opt_out(tmp_path: Path) -> None:
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs/base.env").write_text(
+        "ENVTASKS_IMAGE=localhost:5000/shop\nENVTASKS_TARGET=swarm\n"
+    )
+    (tmp_path / "envs/prod.env").write_text("ENVTASKS_SECRETS_AS_ENV=true\nDB_PASSWORD=pw-1\n")
+    plain, secrets = split_environment(load_settings(tmp_path, "prod", {}), "v1")
+    assert secrets == [] and plain["DB_PASSWORD"] == "pw-1"
