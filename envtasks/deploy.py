@@ -10,7 +10,6 @@ from contextlib import suppress
 
 from invoke import Collection, Context
 
-from .config import Settings
 from .deployer import Deployer, utc_now
 from .engine import Engine, is_local_address
 from .errors import EnvtasksError
@@ -22,11 +21,9 @@ from .release import (
     Release,
     ReleaseLock,
     SwitchPlan,
-    WaitHealthy,
     config_fingerprint,
     current_release,
     deploy_cli_lines,
-    first_tcp_port,
     newest_first,
     plan_deploy,
     plan_rollback,
@@ -35,6 +32,7 @@ from .release import (
     render_locked,
     rollback_target,
     statuses,
+    wait_step,
 )
 from .runner import Run, envtask, open_run
 from .swarm_tasks import (
@@ -61,17 +59,6 @@ def _fleet(run: Run, task: str) -> Fleet:
     settings = run.settings
     assert settings.env is not None
     return Fleet(run.engines(), settings.deploy.name, settings.env, run.say, settings.masker, task)
-
-
-def _probe_step(settings: Settings, name: str) -> WaitHealthy:
-    deploy = settings.deploy
-    return WaitHealthy(
-        name,
-        deploy.health,
-        deploy.health_timeout,
-        deploy.health_grace,
-        first_tcp_port(deploy.ports),
-    )
 
 
 def resolve_image(run: Run, version: str) -> tuple[str, str]:
@@ -124,7 +111,7 @@ def _deploy_image(
         releases = deployer.releases()
         current = current_release(releases)
         if current and current.digest == digest and current.config == fingerprint:
-            healthy, answer = probe_once(engine, _probe_step(settings, current.name))
+            healthy, answer = probe_once(engine, wait_step(settings, current.name))
             if healthy:
                 deployer.say(f"{version} is already current and healthy ({answer}); nothing to do")
                 return None
@@ -329,7 +316,7 @@ def status(c: Context, env: str = "") -> None:
                 )
                 continue
             info = engine.inspect_container(current.name)
-            healthy, answer = probe_once(engine, _probe_step(settings, current.name))
+            healthy, answer = probe_once(engine, wait_step(settings, current.name))
             run.say(f"{settings.env} on {engine.address}: {current.version} ({current.name})")
             run.say(f"  image:    {current.ref or current.digest}")
             run.say(

@@ -504,14 +504,7 @@ class Engine:
             stream = self._client.api.logs(
                 name, stdout=True, stderr=True, tail=tail, stream=True, follow=follow
             )
-            pending = b""
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode(errors="replace")
-            if pending:
-                yield pending.decode(errors="replace")
+            yield from _lines(stream)
 
     def exec_in(self, name: str, argv: Sequence[str]) -> tuple[int, str]:
         with _engine_errors(self.address, f"running a command in {name}"):
@@ -699,16 +692,7 @@ class Engine:
             stream = self._client.api.service_logs(
                 name, stdout=True, stderr=True, tail=tail, follow=follow, timestamps=False
             )
-            if isinstance(stream, bytes):
-                stream = iter([stream])
-            pending = b""
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode(errors="replace")
-            if pending:
-                yield pending.decode(errors="replace")
+            yield from _lines(iter([stream]) if isinstance(stream, bytes) else stream)
 
     def _secret_id(self, name: str) -> str:
         with _engine_errors(self.address, f"looking up the secret {name}"):
@@ -768,6 +752,18 @@ class Engine:
                 if config["Spec"]["Name"] == name:
                     with suppress(docker.errors.NotFound):
                         self._client.api.remove_config(config["ID"])
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Whole lines out of a log stream whose chunks may split them anywhere."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
 
 
 def _retrying(

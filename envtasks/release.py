@@ -264,7 +264,8 @@ def first_tcp_port(ports: Sequence[PortSpec]) -> PortSpec | None:
     return next((p for p in ports if p.protocol == "tcp"), None)
 
 
-def _wait(settings: Settings, name: str) -> WaitHealthy:
+def wait_step(settings: Settings, name: str) -> WaitHealthy:
+    """Waiting for ``name`` to be healthy, as the env's health settings say."""
     deploy = settings.deploy
     return WaitHealthy(
         name,
@@ -320,8 +321,8 @@ def plan_deploy(
     undo: list[DeployStep] = [StopContainer(name), MarkFailed(name)]
     if current_name:
         steps.append(StopContainer(current_name))
-        undo += [StartContainer(current_name), _wait(settings, current_name)]
-    steps += [StartContainer(name), _wait(settings, name)]
+        undo += [StartContainer(current_name), wait_step(settings, current_name)]
+    steps += [StartContainer(name), wait_step(settings, name)]
     return SwitchPlan(name, version, tuple(steps), switch_at, tuple(undo))
 
 
@@ -332,8 +333,8 @@ def plan_rollback(settings: Settings, target: Release, releases: Sequence[Releas
     undo: list[DeployStep] = [StopContainer(target.name)]
     if current is not None:
         steps.append(StopContainer(current.name))
-        undo += [StartContainer(current.name), _wait(settings, current.name)]
-    steps += [StartContainer(target.name), _wait(settings, target.name)]
+        undo += [StartContainer(current.name), wait_step(settings, current.name)]
+    steps += [StartContainer(target.name), wait_step(settings, target.name)]
     return SwitchPlan(target.name, target.version, tuple(steps), 0, tuple(undo))
 
 
