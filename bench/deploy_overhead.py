@@ -148,18 +148,25 @@ def main() -> None:
     health_envtasks = f"http://127.0.0.1:{port_envtasks}/healthz"
     health_raw = f"http://127.0.0.1:{port_raw}/healthz"
     run_invoke("deploy", "--env=bench", f"--version={versions[0]}")
-    raw_current = f"{name}-raw-{versions[0]}"
-    sh(
-        "docker",
-        "run",
-        "-d",
-        "--init",
-        "--name",
-        raw_current,
-        "-p",
-        f"127.0.0.1:{port_raw}:8080",
-        f"{image}@{digests[versions[0]]}",
-    )
+
+    def raw_run(version: str) -> str:
+        """The raw command a person would type to start a version."""
+        container = f"{name}-raw-{version}"
+        ref = f"{image}@{digests[version]}"
+        sh(
+            "docker",
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            container,
+            "-p",
+            f"127.0.0.1:{port_raw}:8080",
+            ref,
+        )
+        return container
+
+    raw_current = raw_run(versions[0])
     healthy(health_raw)
 
     envtasks_times, raw_times, gaps = [], [], []
@@ -171,20 +178,9 @@ def main() -> None:
             print(f"  {version}: {meter.polls} polls, {meter.failures} failed", flush=True)
 
             started = time.monotonic()
-            new = f"{name}-raw-{version}"
             # The old container holds the host port, so it must stop before the new one starts.
             sh("docker", "stop", raw_current)
-            sh(
-                "docker",
-                "run",
-                "-d",
-                "--init",
-                "--name",
-                new,
-                "-p",
-                f"127.0.0.1:{port_raw}:8080",
-                f"{image}@{digests[version]}",
-            )
+            new = raw_run(version)
             healthy(health_raw)
             raw_times.append(time.monotonic() - started)
             raw_current = new

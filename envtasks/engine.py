@@ -173,9 +173,8 @@ class Engine:
             )
             built = False
             for chunk in stream:
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                    raise EnvtasksError(f"building {step.ref} failed: {str(detail).strip()}")
+                if (detail := stream_error(chunk)) is not None:
+                    raise EnvtasksError(f"building {step.ref} failed: {detail.strip()}")
                 text = chunk.get("stream", "")
                 if text.strip():
                     for line in text.rstrip("\n").splitlines():
@@ -285,9 +284,8 @@ class Engine:
             )
             for chunk in stream:
                 # docker-py raises nothing for a failed push: the error is inside the stream.
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                    raise _RegistryFailure(str(detail).strip())
+                if (detail := stream_error(chunk)) is not None:
+                    raise _RegistryFailure(detail.strip())
                 digest = chunk.get("aux", {}).get("Digest", digest)
                 progress.update(chunk)
         except docker.errors.ImageNotFound:
@@ -356,9 +354,8 @@ class Engine:
         try:
             stream = self._client.api.pull(ref, stream=True, decode=True, auth_config=auth.config())
             for chunk in stream:
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                    raise _RegistryFailure(str(detail).strip())
+                if (detail := stream_error(chunk)) is not None:
+                    raise _RegistryFailure(detail.strip())
                 status = str(chunk.get("status", ""))
                 if status.startswith(("Digest:", "Status:")):
                     say(f"pull: {status}")
@@ -752,6 +749,13 @@ class Engine:
                 if config["Spec"]["Name"] == name:
                     with suppress(docker.errors.NotFound):
                         self._client.api.remove_config(config["ID"])
+
+
+def stream_error(chunk: Mapping[str, Any]) -> str | None:
+    """The error a build, push or pull stream reports in a chunk (docker-py raises nothing)."""
+    if "error" not in chunk and "errorDetail" not in chunk:
+        return None
+    return str((chunk.get("errorDetail") or {}).get("message") or chunk.get("error"))
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[str]:

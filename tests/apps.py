@@ -19,6 +19,18 @@ echo "env=$ENVTASKS_ENV version=$ENVTASKS_VERSION greeting=$GREETING"
 """
 
 
+def release_version(project: Project, version: str, healthy: bool = True) -> None:
+    """Build and push ``version`` of a busybox app; an unhealthy one has no /healthz."""
+    health = project.root / "www/healthz"
+    if healthy:
+        health.write_text("ok\n")
+    elif health.exists():
+        health.unlink()
+    (project.root / "www/version").write_text(version + "\n")
+    done = project.invoke("build", f"--version={version}", "push")
+    assert done.code == 0, done.text
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,15 +62,7 @@ class App:
         )
 
     def release(self, version: str, healthy: bool = True) -> None:
-        """Build and push ``version``; an unhealthy one has no /healthz."""
-        health = self.project.root / "www/healthz"
-        if healthy:
-            health.write_text("ok\n")
-        elif health.exists():
-            health.unlink()
-        (self.project.root / "www/version").write_text(version + "\n")
-        done = self.project.invoke("build", f"--version={version}", "push")
-        assert done.code == 0, done.text
+        release_version(self.project, version, healthy)
 
     def invoke(self, *args: str, env: dict[str, str] | None = None) -> Done:
         return self.project.invoke(*args, env=env)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from apps import release_version
 from helpers import Project, assert_one_line_error
 
 pytestmark = pytest.mark.engine
@@ -61,14 +62,7 @@ class SwarmApp:
         )
 
     def release(self, version: str, healthy: bool = True) -> None:
-        health = self.project.root / "www/healthz"
-        if healthy:
-            health.write_text("ok\n")
-        elif health.exists():
-            health.unlink()
-        (self.project.root / "www/version").write_text(version)
-        done = self.project.invoke("build", f"--version={version}", "push")
-        assert done.code == 0, done.text
+        release_version(self.project, version, healthy)
 
     def answers(self) -> list[str]:
         """Each running task's answer, through its host-mode published port on 127.0.0.1."""
