@@ -278,7 +278,8 @@ class Engine:
         repository, _, tag = ref.rpartition(":")
         progress = _PushProgress(say)
         digest = ""
-        try:
+        missing = f"cannot push {ref}: no such image on {self.address}; build it first"
+        with self._transfer_errors("push", ref, missing):
             stream = self._client.api.push(
                 repository, tag=tag, stream=True, decode=True, auth_config=auth.config()
             )
@@ -288,17 +289,6 @@ class Engine:
                     raise _RegistryFailure(detail.strip())
                 digest = chunk.get("aux", {}).get("Digest", digest)
                 progress.update(chunk)
-        except docker.errors.ImageNotFound:
-            raise EnvtasksError(
-                f"cannot push {ref}: no such image on {self.address}; build it first"
-            ) from None
-        except docker.errors.APIError as exc:
-            raise _RegistryFailure(str(exc.explanation or exc)) from None
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            raise EnvtasksError(
-                f"pushing {ref} failed: the Docker engine at {self.address} is not reachable "
-                f"({_first_line(exc)})"
-            ) from None
         progress.finish()
         return digest
 
@@ -351,7 +341,7 @@ class Engine:
         _retrying("pull", ref, auth, say, sleep, lambda: self._pull_once(ref, auth, say))
 
     def _pull_once(self, ref: str, auth: RegistryAuth, say: Say) -> None:
-        try:
+        with self._transfer_errors("pull", ref):
             stream = self._client.api.pull(ref, stream=True, decode=True, auth_config=auth.config())
             for chunk in stream:
                 if (detail := stream_error(chunk)) is not None:
@@ -359,11 +349,19 @@ class Engine:
                 status = str(chunk.get("status", ""))
                 if status.startswith(("Digest:", "Status:")):
                     say(f"pull: {status}")
+
+    @contextmanager
+    def _transfer_errors(self, verb: str, ref: str, missing: str = "") -> Iterator[None]:
+        """Registry answers become _RegistryFailure (retried if transient); a dead engine does not."""
+        try:
+            yield
         except docker.errors.APIError as exc:
+            if missing and isinstance(exc, docker.errors.ImageNotFound):
+                raise EnvtasksError(missing) from None
             raise _RegistryFailure(str(exc.explanation or exc)) from None
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
             raise EnvtasksError(
-                f"pulling {ref} failed: the Docker engine at {self.address} is not reachable "
+                f"{verb}ing {ref} failed: the Docker engine at {self.address} is not reachable "
                 f"({_first_line(exc)})"
             ) from None
 

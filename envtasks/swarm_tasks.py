@@ -36,11 +36,7 @@ def _healthy_now(deployer: SwarmDeployer, entry: SwarmRelease) -> bool:
         and (t["Spec"]["ContainerSpec"].get("Labels") or {}).get("envtasks.deployed-at")
         == entry.deployed_at
     ]
-    return len(running) >= run_replicas(deployer)
-
-
-def run_replicas(deployer: SwarmDeployer) -> int:
-    return deployer.settings.deploy.replicas
+    return len(running) >= deployer.settings.deploy.replicas
 
 
 def _locked_lines(run: Run, body: list[str]) -> list[str]:
