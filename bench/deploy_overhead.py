@@ -185,6 +185,13 @@ def main() -> None:
             raw_times.append(time.monotonic() - started)
             raw_current = new
         noop = [run_invoke("deploy", "--env=bench", f"--version={versions[-1]}") for _ in range(3)]
+        # What any task costs before it can talk to the engine, and what a docker CLI call costs.
+        floor = [run_invoke("--list") for _ in range(rounds)]
+        cli_start = []
+        for _ in range(rounds):
+            started = time.monotonic()
+            sh("docker", "--version")
+            cli_start.append(time.monotonic() - started)
         rollback = run_invoke("rollback", "--env=bench")
     finally:
         for container in sh("docker", "ps", "-aq", "--filter", f"name={name}").split():
@@ -201,6 +208,15 @@ def main() -> None:
         f"raw docker        median {raw_median:.2f}s  ({', '.join(f'{t:.2f}' for t in raw_times)})"
     )
     print(f"ratio envtasks/raw: {envtasks_median / raw_median:.2f}x  (goal: <= 1.3x)")
+    startup = statistics.median(floor)
+    raw_engine = raw_median - 2 * statistics.median(cli_start)
+    print(
+        f"invoke start-up   median {startup:.2f}s (`invoke --list` here: Python, Invoke, docker-py; no engine call)"
+    )
+    print(
+        f"lower bound       {(startup + raw_engine) / raw_median:.2f}x for any task started by invoke that "
+        "does the raw engine work and nothing more"
+    )
     print(f"no-op redeploy    median {statistics.median(noop):.2f}s (whole invoke process)")
     print(f"rollback          {rollback:.2f}s")
     print(

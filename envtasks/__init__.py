@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from . import config_tasks, deploy, image, local_run
-from .errors import EnvtasksError
+from .startup import lasting_imports
+
+with lasting_imports():
+    from . import config_tasks, deploy, image, local_run
+    from .errors import EnvtasksError
 
 __all__ = ["EnvtasksError", "make_namespace", "ns"]
 
