@@ -15,7 +15,7 @@ from .engine import Engine, is_local_address
 from .errors import EnvtasksError
 from .fleet import Fleet, HostOutcome, prefixed
 from .health import probe_once
-from .plan import OCI
+from .plan import image_revision
 from .release import (
     PullImage,
     Release,
@@ -115,13 +115,17 @@ def _deploy_image(
             if healthy:
                 deployer.say(f"{version} is already current and healthy ({answer}); nothing to do")
                 return None
+        found = engine.find_image(image)
         if pull:
             deployer.show(PullImage(image))
-            if engine.image_id(image) is None:
+            if found is None:
                 engine.pull(image, run.registry_auth(), deployer.say)
+                found = engine.find_image(image)
             else:
                 deployer.say(f"pull: {image} is already on the engine (pinned by digest)")
-        revision = engine.image_labels(image).get(f"{OCI}.revision", "unknown")
+        if found is None:
+            raise EnvtasksError(f"image {image} does not exist on {engine.address}")
+        revision = image_revision(found)
         labels = release_labels(settings, version, image, digest, revision, utc_now(), fingerprint)
         return plan_deploy(settings, version, image, labels, releases)
 

@@ -80,12 +80,7 @@ class LockStore:
 
 def container_locks(engine: Engine) -> LockStore:
     """A never-started container: container names are unique per engine."""
-
-    def take(name: str, labels: dict[str, str]) -> bool:
-        engine.ensure_lock_image()
-        return engine.create_lock(name, labels)
-
-    return LockStore(take, engine.lock_holder, engine.remove)
+    return LockStore(engine.create_lock, engine.lock_holder, engine.remove)
 
 
 def swarm_locks(engine: Engine) -> LockStore:

@@ -223,20 +223,15 @@ class Engine:
             raise EnvtasksError(f"building {step.ref} with BuildKit failed: {reason}")
 
     def image_exists(self, ref: str) -> bool:
+        return self.find_image(ref) is not None
+
+    def find_image(self, ref: str) -> dict[str, Any] | None:
+        """The engine's record of an image, or None when it has no such image."""
         with _engine_errors(self.address, f"looking up {ref}"):
             try:
-                self._api.inspect_image(ref)
+                return dict(self._api.inspect_image(ref))
             except docker.errors.ImageNotFound:
-                return False
-        return True
-
-    def image_labels(self, ref: str) -> Mapping[str, str]:
-        with _engine_errors(self.address, f"inspecting {ref}"):
-            try:
-                info = self._api.inspect_image(ref)
-            except docker.errors.ImageNotFound:
-                raise EnvtasksError(f"image {ref} does not exist on {self.address}") from None
-        return dict(info.get("Config", {}).get("Labels") or {})
+                return None
 
     def require_image(self, ref: str, hint: str) -> None:
         if not self.image_exists(ref):
@@ -377,11 +372,8 @@ class Engine:
             ) from None
 
     def image_id(self, ref: str) -> str | None:
-        with _engine_errors(self.address, f"looking up {ref}"):
-            try:
-                return str(self._api.inspect_image(ref)["Id"])
-            except docker.errors.ImageNotFound:
-                return None
+        info = self.find_image(ref)
+        return None if info is None else str(info["Id"])
 
     def image_has_healthcheck(self, ref: str) -> bool:
         with _engine_errors(self.address, f"inspecting {ref}"):
@@ -474,9 +466,11 @@ class Engine:
                 raise
         return True
 
-    def published_address(self, name: str, container_port: int) -> tuple[str, int] | None:
-        """Where the engine actually published a container's TCP port (host, port)."""
-        ports = (self.inspect_container(name).get("NetworkSettings") or {}).get("Ports") or {}
+    def published_address(
+        self, container: Mapping[str, Any], container_port: int
+    ) -> tuple[str, int] | None:
+        """Where the engine actually published an inspected container's TCP port (host, port)."""
+        ports = (container.get("NetworkSettings") or {}).get("Ports") or {}
         for binding in ports.get(f"{container_port}/tcp") or []:
             host_ip, host_port = binding.get("HostIp", ""), binding.get("HostPort", "")
             if host_port:
@@ -524,26 +518,26 @@ class Engine:
 
     # -- the deploy lock ----------------------------------------------------
 
-    def ensure_lock_image(self) -> None:
-        if self.image_exists(LOCK_IMAGE):
-            return
-        repository, _, tag = LOCK_IMAGE.partition(":")
-        empty_tar = b"\0" * 1024
-        with _engine_errors(self.address, "making the lock image"):
-            self._api.import_image_from_data(empty_tar, repository=repository, tag=tag)
-
     def create_lock(self, name: str, labels: Mapping[str, str]) -> bool:
         """Take the lock atomically: container names are unique per engine."""
         with _engine_errors(self.address, f"taking the lock {name}"):
-            try:
-                self._api.create_container(
-                    image=LOCK_IMAGE, name=name, command=["locked"], labels=dict(labels)
-                )
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    return False
-                raise
-        return True
+            for first_try in (True, False):
+                try:
+                    self._api.create_container(
+                        image=LOCK_IMAGE, name=name, command=["locked"], labels=dict(labels)
+                    )
+                    return True
+                except docker.errors.ImageNotFound:
+                    if not first_try:
+                        raise
+                    # Made on first use, rather than looked up on every deploy.
+                    repository, _, tag = LOCK_IMAGE.partition(":")
+                    self._api.import_image_from_data(b"\0" * 1024, repository=repository, tag=tag)
+                except docker.errors.APIError as exc:
+                    if exc.status_code == 409:
+                        return False
+                    raise
+        return False
 
     def lock_holder(self, name: str) -> dict[str, str] | None:
         info = self.find_container(name)

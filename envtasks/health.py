@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .engine import Engine
 from .errors import EnvtasksError
@@ -30,11 +31,11 @@ class Probe:
     engine: Engine
     step: WaitHealthy
 
-    def url(self) -> str:
+    def url(self, container: Mapping[str, Any]) -> str:
         port = self.step.port
         assert port is not None
         # The engine knows where it really published the port (any free one, its default IP).
-        found = self.engine.published_address(self.step.name, port.container_port)
+        found = self.engine.published_address(container, port.container_port)
         if found is None:
             host = port.host_ip if port.host_ip not in _WILDCARD_ADDRESSES else self.engine.host
             found = (host, port.host_port or 0)
@@ -43,8 +44,8 @@ class Probe:
             host = f"[{host}]"
         return f"http://{host}:{number}{self.step.health.path}"
 
-    def http(self, timeout: float) -> tuple[bool, str]:
-        url = self.url()
+    def http(self, container: Mapping[str, Any], timeout: float) -> tuple[bool, str]:
+        url = self.url(container)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as reply:
                 body = reply.read(200).decode(errors="replace").strip()
@@ -77,9 +78,9 @@ def wait_healthy(
     own_check = not step.health.path and not step.health.command
     image_check = own_check and engine.image_has_healthcheck(str(first.get("Image", "")))
     last = "no answer yet"
+    state = first
     while True:
         now = clock()
-        state = engine.inspect_container(step.name)
         status = state.get("State", {})
         if (
             status.get("Status") in ("exited", "dead")
@@ -89,7 +90,7 @@ def wait_healthy(
                 step.name, f"exited with code {status.get('ExitCode')} while starting", last
             )
         if step.health.path:
-            ok, last = probe.http(timeout=max(0.2, min(2.0, deadline - now)))
+            ok, last = probe.http(state, timeout=max(0.2, min(2.0, deadline - now)))
         elif step.health.command:
             ok, last = probe.command()
         elif image_check:
@@ -110,6 +111,7 @@ def wait_healthy(
         if now >= deadline:
             raise HealthFailure(step.name, f"did not become healthy within {step.timeout:g}s", last)
         sleep(min(PROBE_INTERVAL_SECONDS, max(0.0, deadline - clock())))
+        state = engine.inspect_container(step.name)
 
 
 def probe_once(engine: Engine, step: WaitHealthy) -> tuple[bool, str]:
@@ -119,7 +121,7 @@ def probe_once(engine: Engine, step: WaitHealthy) -> tuple[bool, str]:
         return False, "not running"
     probe = Probe(engine, step)
     if step.health.path:
-        return probe.http(timeout=2.0)
+        return probe.http(info, timeout=2.0)
     if step.health.command:
         return probe.command()
     health = info["State"].get("Health")

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 from .masking import Masker
@@ -61,6 +62,12 @@ def image_ref(image: str, tag: str) -> str:
 
 def needs_buildkit(dockerfile_text: str) -> bool:
     return _BUILDKIT_MARKERS.search(dockerfile_text) is not None
+
+
+def image_revision(image: Mapping[str, Any] | None) -> str:
+    """The source revision an inspected image was built from, as its OCI label says."""
+    labels = ((image or {}).get("Config") or {}).get("Labels") or {}
+    return str(labels.get(f"{OCI}.revision", "unknown"))
 
 
 def image_labels(

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from .deployer import utc_now
 from .errors import EnvtasksError
-from .plan import OCI
+from .plan import image_revision
 from .release import CURRENT, AcquireLock, ReleaseLock, config_fingerprint, deploy_cli_lines
 from .runner import Run
 from .swarm import (
@@ -70,13 +70,11 @@ def deploy_to_swarm(
         settings.deploy.health,
     )
     engine = deployer.engine
-    if not run.dry and image != digest and engine.image_id(image) is None:
+    found = engine.find_image(image)
+    if not run.dry and image != digest and found is None:
         engine.pull(image, run.registry_auth(), run.say)
-    revision = (
-        engine.image_labels(image).get(f"{OCI}.revision", "unknown")
-        if engine.image_id(image)
-        else "unknown"
-    )
+        found = engine.find_image(image)
+    revision = image_revision(found)
     entry = SwarmRelease(
         version=version,
         ref=image,

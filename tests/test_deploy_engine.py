@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
 
+import docker.errors
 import pytest
 from apps import App
 from helpers import assert_one_line_error
@@ -227,6 +229,17 @@ def test_lock_held_elsewhere_and_unlock(app: App, docker_client: object) -> None
     assert done.code == 0, done.text
     assert "held by ci@runner-7 pid 4242" in done.out
     assert "is not locked" in app.invoke("unlock", "--env=dev").out
+
+
+def test_lock_image_is_made_when_the_engine_lacks_it(app: App, docker_client: object) -> None:
+    app.release("v1")
+    images = docker_client.images  # type: ignore[attr-defined]
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        images.remove("envtasks/lock:1")
+    done = app.invoke("deploy", "--env=dev", "--version=v1")
+    assert done.code == 0, done.text
+    assert images.get("envtasks/lock:1").attrs["Size"] == 0
+    assert app.releases("dev")[0]["status"] == "current"
 
 
 def test_stale_lock_of_a_killed_deploy_is_taken_over(app: App) -> None:
