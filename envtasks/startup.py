@@ -21,7 +21,8 @@ class _LoadedOnFirstUse(types.ModuleType):
     """Stands in for a module until one of its attributes is read."""
 
     def __getattr__(self, attribute: str) -> Any:
-        del sys.modules[self.__name__]
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
         real = importlib.import_module(self.__name__)
         self.__dict__.update(real.__dict__)
         return getattr(real, attribute)

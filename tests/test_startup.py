@@ -24,12 +24,17 @@ def test_paramiko_is_loaded_only_when_used() -> None:
         "client = sshconn.paramiko.SSHClient\n"
         "print('loaded after use:', 'cryptography' in sys.modules, client.__name__)\n"
         "print('same module:', sys.modules['paramiko'].SSHClient is client)\n"
+        "real = sys.modules['paramiko']\n"
+        "print('missing twice:', hasattr(sshconn.paramiko, 'nope'), hasattr(sshconn.paramiko, 'nope'))\n"
+        "print('loaded once:', sys.modules['paramiko'] is real)\n"
     )
     assert out.splitlines() == [
         "loaded after import: False",
         "collector on: True",
         "loaded after use: True SSHClient",
         "same module: True",
+        "missing twice: False False",
+        "loaded once: True",
     ]
 
 
