@@ -62,7 +62,10 @@ def _fleet(run: Run, task: str) -> Fleet:
 
 
 def resolve_image(run: Run, version: str) -> tuple[str, str]:
-    """``image@digest`` from the registry (or, on a local engine, the local image), and the digest."""
+    """``image@digest`` from the registry (or, on a local engine, the local image), and the digest.
+
+    A dry run shows a placeholder for a digest that the registry does not have yet.
+    """
     ref = f"{run.settings.image}:{version}"
     engine = run.reader()
     try:
@@ -70,6 +73,10 @@ def resolve_image(run: Run, version: str) -> tuple[str, str]:
     except EnvtasksError as registry_error:
         single_local = len(run.engines()) == 1 and is_local_address(engine.address)
         local = engine.image_id(ref) if single_local else None
+        if local is None and run.dry:
+            # `invoke --dry build push deploy` has pushed nothing: show the plan all the same.
+            run.say(f"# {registry_error.message}; the plan shows <digest of {version}> in its place")
+            return f"{run.settings.image}@<digest of {version}>", f"<digest of {version}>"
         if local is None:
             raise EnvtasksError(f"cannot deploy: {registry_error.message}") from None
         run.say(

@@ -70,11 +70,14 @@ def deploy_to_swarm(
         settings.deploy.health,
     )
     engine = deployer.engine
-    found = engine.find_image(image)
-    if not run.dry and image != digest and found is None:
-        engine.pull(image, run.registry_auth(), run.say)
+    if run.dry:
+        revision = "<from the image>"
+    else:
         found = engine.find_image(image)
-    revision = image_revision(found)
+        if image != digest and found is None:
+            engine.pull(image, run.registry_auth(), run.say)
+            found = engine.find_image(image)
+        revision = image_revision(found)
     entry = SwarmRelease(
         version=version,
         ref=image,

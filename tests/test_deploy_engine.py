@@ -166,6 +166,13 @@ def test_dry_deploy_changes_nothing(app: App) -> None:
     assert f"--publish 127.0.0.1:{app.ports['prod']}:8080" in done.out
     dry_rollback = app.invoke("--dry", "rollback", "--env=prod")
     assert dry_rollback.code != 0  # nothing before v1 to go back to
+    # The whole chain: nothing is pushed, so deploy shows where the digest will go.
+    chain = app.invoke("--dry", "build", "--version=v9", "push", "deploy", "--env=prod")
+    assert chain.code == 0, chain.text
+    assert f"docker image push {app.project.image}:v9" in chain.out
+    assert f"docker pull '{app.project.image}@<digest of v9>'" in chain.out
+    assert f"docker stop {app.name}-prod-v1" in chain.out
+    assert f"docker start {app.name}-prod-v9" in chain.out
     assert ps() == before
     assert app.answer("prod").startswith("env=prod version=v1")
 

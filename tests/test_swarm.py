@@ -183,6 +183,9 @@ def test_dry_swarm_deploy_changes_nothing(app: SwarmApp) -> None:
     )
     assert "docker config create" in done.out
     assert "swarm-pw-marker-1" not in done.text
+    unpushed = app.project.invoke("--dry", "deploy", "--env=prod", "--version=v8")
+    assert unpushed.code == 0, unpushed.text
+    assert f"{app.project.image}@<digest of v8>" in unpushed.out
     assert app.client.services.list(filters={"name": app.service}) == []
 
 
