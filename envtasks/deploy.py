@@ -75,7 +75,9 @@ def resolve_image(run: Run, version: str) -> tuple[str, str]:
         local = engine.image_id(ref) if single_local else None
         if local is None and run.dry:
             # `invoke --dry build push deploy` has pushed nothing: show the plan all the same.
-            run.say(f"# {registry_error.message}; the plan shows <digest of {version}> in its place")
+            run.say(
+                f"# {registry_error.message}; the plan shows <digest of {version}> in its place"
+            )
             return f"{run.settings.image}@<digest of {version}>", f"<digest of {version}>"
         if local is None:
             raise EnvtasksError(f"cannot deploy: {registry_error.message}") from None
