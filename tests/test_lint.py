@@ -15,8 +15,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "envtasks", "tests", "bench", "scripts"],
-        ["ruff", "format", "--check", "envtasks", "tests", "bench", "scripts"],
+        ["ruff", "check", "envtasks", "tests", "bench", "scripts", "app", "tasks.py"],
+        ["ruff", "format", "--check", "envtasks", "tests", "bench", "scripts", "app", "tasks.py"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
