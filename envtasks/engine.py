@@ -110,9 +110,23 @@ def _engine_errors(address: str, doing: str) -> Iterator[None]:
         if isinstance(exc, docker.errors.APIError):
             raise EnvtasksError(f"{doing} failed: {exc.explanation or exc}") from None
         raise EnvtasksError(
-            f"{doing} failed: the Docker engine at {address} is not reachable ({_first_line(exc)}); "
+            f"{doing} failed: the Docker engine at {address} is not reachable ({_why_unreachable(exc)}); "
             "start dockerd or point DOCKER_HOST at a running engine"
         ) from None
+
+
+def _why_unreachable(exc: BaseException) -> str:
+    """The operating system's words for a failed connection (``Connection refused``), if any."""
+    pending: list[object] = [exc]
+    for _ in range(20):
+        if not pending:
+            break
+        seen = pending.pop(0)
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        if isinstance(seen, BaseException):
+            pending += [*seen.args, seen.__cause__, seen.__context__, getattr(seen, "reason", None)]
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -152,7 +166,7 @@ class Engine:
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EnvtasksError(
-                f"the Docker engine at {address} is not reachable ({_first_line(exc)}); "
+                f"the Docker engine at {address} is not reachable ({_why_unreachable(exc)}); "
                 "start dockerd or point DOCKER_HOST at a running engine"
             ) from None
         return cls(api, address)

@@ -111,7 +111,11 @@ def test_not_a_git_repo(project: Project) -> None:
 
 def test_engine_not_reachable_is_one_line(project: Project) -> None:
     done = project.invoke("build", "--version=v1", env=DEAD_ENGINE)
-    assert_one_line_error(done, "unix:///nonexistent/docker.sock", "not reachable")
+    assert_one_line_error(
+        done, "unix:///nonexistent/docker.sock is not reachable (No such file or directory)"
+    )
+    refused = project.invoke("build", "--version=v1", env={"DOCKER_HOST": "tcp://127.0.0.1:1"})
+    assert_one_line_error(refused, "tcp://127.0.0.1:1 is not reachable (Connection refused)")
 
 
 def test_tag_needs_tag(project: Project) -> None:
