@@ -318,7 +318,7 @@ class Engine:
             try:
                 info = self._api.inspect_distribution(ref, auth_config=auth.config())
             except docker.errors.APIError as exc:
-                message = str(exc.explanation or exc)
+                message = _without_echo(str(exc.explanation or exc))
                 raise EnvtasksError(
                     f"cannot resolve {ref} in the registry: {message}; {_registry_hint(message, auth.registry)}"
                 ) from None
@@ -853,6 +853,12 @@ class _RegistryFailure(Exception):
         super().__init__(message)
         self.message = " ".join(message.split())
         self.transient = is_transient(message)
+
+
+def _without_echo(message: str) -> str:
+    """Registries often repeat themselves ("manifest unknown: manifest unknown"): say it once."""
+    head, separator, tail = message.partition(": ")
+    return head if separator and head.strip().lower() == tail.strip().lower() else message
 
 
 def _registry_hint(message: str, registry: str) -> str:

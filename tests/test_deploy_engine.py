@@ -306,7 +306,8 @@ def test_port_taken_is_a_clear_error(app: App) -> None:
 
 def test_missing_version_and_dead_engine(app: App) -> None:
     done = app.invoke("deploy", "--env=dev", "--version=never-pushed")
-    assert_one_line_error(done, "cannot deploy", "never-pushed")
+    assert_one_line_error(done, "cannot deploy", "never-pushed", "push it first")
+    assert "manifest unknown: manifest unknown" not in done.err
     done = app.invoke(
         "deploy",
         "--env=dev",
