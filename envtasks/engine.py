@@ -109,10 +109,14 @@ def _engine_errors(address: str, doing: str) -> Iterator[None]:
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
         if isinstance(exc, docker.errors.APIError):
             raise EnvtasksError(f"{doing} failed: {exc.explanation or exc}") from None
-        raise EnvtasksError(
-            f"{doing} failed: the Docker engine at {address} is not reachable ({_why_unreachable(exc)}); "
-            "start dockerd or point DOCKER_HOST at a running engine"
-        ) from None
+        raise EnvtasksError(f"{doing} failed: {_unreachable(address, exc)}") from None
+
+
+def _unreachable(address: str, exc: BaseException) -> str:
+    return (
+        f"the Docker engine at {address} is not reachable ({_why_unreachable(exc)}); "
+        "start dockerd or point DOCKER_HOST at a running engine"
+    )
 
 
 def _why_unreachable(exc: BaseException) -> str:
@@ -165,10 +169,7 @@ class Engine:
                 use_ssh_client=address.startswith("ssh://"),
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise EnvtasksError(
-                f"the Docker engine at {address} is not reachable ({_why_unreachable(exc)}); "
-                "start dockerd or point DOCKER_HOST at a running engine"
-            ) from None
+            raise EnvtasksError(_unreachable(address, exc)) from None
         return cls(api, address)
 
     def close(self) -> None:
@@ -534,24 +535,20 @@ class Engine:
 
     def create_lock(self, name: str, labels: Mapping[str, str]) -> bool:
         """Take the lock atomically: container names are unique per engine."""
+
+        def create() -> object:
+            return self._api.create_container(
+                image=LOCK_IMAGE, name=name, command=["locked"], labels=dict(labels)
+            )
+
         with _engine_errors(self.address, f"taking the lock {name}"):
-            for first_try in (True, False):
-                try:
-                    self._api.create_container(
-                        image=LOCK_IMAGE, name=name, command=["locked"], labels=dict(labels)
-                    )
-                    return True
-                except docker.errors.ImageNotFound:
-                    if not first_try:
-                        raise
-                    # Made on first use, rather than looked up on every deploy.
-                    repository, _, tag = LOCK_IMAGE.partition(":")
-                    self._api.import_image_from_data(b"\0" * 1024, repository=repository, tag=tag)
-                except docker.errors.APIError as exc:
-                    if exc.status_code == 409:
-                        return False
-                    raise
-        return False
+            try:
+                return _created_unless_taken(create)
+            except docker.errors.ImageNotFound:
+                # Made on first use, rather than looked up on every deploy.
+                repository, _, tag = LOCK_IMAGE.partition(":")
+                self._api.import_image_from_data(b"\0" * 1024, repository=repository, tag=tag)
+            return _created_unless_taken(create)
 
     def lock_holder(self, name: str) -> dict[str, str] | None:
         info = self.find_container(name)
@@ -719,13 +716,9 @@ class Engine:
     def ensure_secret(self, name: str, value: str, labels: Mapping[str, str]) -> bool:
         """Create the secret unless it exists (names carry a hash of the value); True if created."""
         with _engine_errors(self.address, f"creating the secret {name}"):
-            try:
-                self._api.create_secret(name, value.encode(), labels=dict(labels))
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    return False
-                raise
-        return True
+            return _created_unless_taken(
+                lambda: self._api.create_secret(name, value.encode(), labels=dict(labels))
+            )
 
     def list_secrets(self, labels: Mapping[str, str]) -> list[str]:
         with _engine_errors(self.address, "listing secrets"):
@@ -743,13 +736,9 @@ class Engine:
     def create_config_lock(self, name: str, labels: Mapping[str, str]) -> bool:
         """A cluster-wide lock: swarm config names are unique across all managers."""
         with _engine_errors(self.address, f"taking the lock {name}"):
-            try:
-                self._api.create_config(name, b"envtasks lock", labels=dict(labels))
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409:
-                    return False
-                raise
-        return True
+            return _created_unless_taken(
+                lambda: self._api.create_config(name, b"envtasks lock", labels=dict(labels))
+            )
 
     def config_lock_holder(self, name: str) -> dict[str, str] | None:
         with _engine_errors(self.address, f"reading the lock {name}"):
@@ -764,6 +753,17 @@ class Engine:
                 if config["Spec"]["Name"] == name:
                     with suppress(docker.errors.NotFound):
                         self._api.remove_config(config["ID"])
+
+
+def _created_unless_taken(create: Callable[[], object]) -> bool:
+    """Create something whose name is unique on the engine; False when the name is taken."""
+    try:
+        create()
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            return False
+        raise
+    return True
 
 
 def stream_error(chunk: Mapping[str, Any]) -> str | None:

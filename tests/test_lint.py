@@ -10,13 +10,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SOURCES = ["envtasks", "tests", "bench", "scripts", "app", "tasks.py"]
 
 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "envtasks", "tests", "bench", "scripts", "app", "tasks.py"],
-        ["ruff", "format", "--check", "envtasks", "tests", "bench", "scripts", "app", "tasks.py"],
+        ["ruff", "check", *SOURCES],
+        ["ruff", "format", "--check", *SOURCES],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],
